@@ -1,0 +1,139 @@
+"""``rasterize``: one entry point over every backend."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence
+
+import torch
+
+from ..camera import Camera, as_camera_list
+from ..errors import SplatError
+from ..store import GaussianStore
+from .reference import rasterize_torch
+
+MODES = ("classic", "antialiased")
+
+
+@dataclass
+class RenderResult:
+    """What a render returns for C cameras of H x W pixels and N Gaussians.
+
+    Attributes:
+        color: [C, H, W, 3] blended colour plus T_final * background.
+        alpha: [C, H, W, 1] accumulated opacity 1 - T_final.
+        depth: [C, H, W, 1] expected depth sum(w z) / alpha (0 where alpha = 0).
+        radii: [C, N] int32 screen radius in pixels, 0 where culled.
+        means2d: [C, N, 2] projected centres; its ``.grad`` is filled by
+            ``backward()`` when the store requires grad (densification reads it).
+        contributions: [C, N] sum over pixels of alpha * T per Gaussian (no grad).
+        label_contributions: [C, L, N] the same split by the label of each pixel,
+            when ``labels`` were given (no grad), else None.
+    """
+
+    color: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    radii: torch.Tensor
+    means2d: torch.Tensor
+    contributions: torch.Tensor
+    label_contributions: torch.Tensor | None = None
+
+
+# name -> (is_available, function); native backends register themselves here
+BACKENDS: Dict[str, Callable[..., dict]] = {"torch": rasterize_torch}
+AUTO_ORDER = ("cuda", "cpu", "torch")
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here, in the order ``auto`` tries them."""
+    return [b for b in AUTO_ORDER if b in BACKENDS]
+
+
+def _resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            if name in BACKENDS:
+                return BACKENDS[name]
+    if backend not in BACKENDS:
+        known = ", ".join(["auto"] + list(BACKENDS))
+        raise SplatError(f"backend '{backend}' is not available here (available: {known})")
+    return BACKENDS[backend]
+
+
+def _background(background, n_cams: int, like: torch.Tensor) -> torch.Tensor:
+    if background is None:
+        return torch.zeros(n_cams, 3, dtype=like.dtype, device=like.device)
+    bg = torch.as_tensor(background, device=like.device)
+    if not bg.is_floating_point():
+        bg = bg.to(like.dtype)
+    bg = bg.to(like.dtype)
+    if bg.shape == (3,):
+        return bg.expand(n_cams, 3)
+    if bg.shape == (n_cams, 3):
+        return bg
+    raise SplatError(f"background: shape {tuple(bg.shape)}, expected (3,) or ({n_cams}, 3)")
+
+
+def rasterize(
+    store: GaussianStore,
+    cameras: Camera | Sequence[Camera],
+    backend: str = "auto",
+    sh_degree: int | None = None,
+    background=None,
+    mode: str = "classic",
+    labels: torch.Tensor | None = None,
+    num_labels: int | None = None,
+) -> RenderResult:
+    """Render ``store`` from one or more cameras of the same image size.
+
+    Args:
+        store: the Gaussians; gradients flow to its tensors.
+        cameras: a Camera or a sequence of C Cameras.
+        backend: "auto" (cuda, then cpu, then torch), "torch", "cpu", "cuda".
+        sh_degree: SH bands to use; None = all the store has.
+        background: [3] or [C, 3] colour added where transmittance remains; default black.
+        mode: "classic" or "antialiased" (opacity times the low-pass compensation).
+        labels: optional [C, H, W] integer label images (>= 0) to split contributions by.
+        num_labels: L, the number of label rows (default: max label + 1).
+    Returns:
+        RenderResult.
+    """
+    cams = as_camera_list(cameras)
+    if len({(c.width, c.height) for c in cams}) != 1:
+        raise SplatError("all cameras in one render call must have the same image size")
+    if mode not in MODES:
+        raise SplatError(f"mode '{mode}' is unknown (use classic or antialiased)")
+    if sh_degree is None:
+        sh_degree = store.sh_degree
+    if not 0 <= sh_degree <= store.sh_degree:
+        raise SplatError(f"sh_degree {sh_degree} is out of range 0..{store.sh_degree} for this store")
+    bg = _background(background, len(cams), store.means)
+    H, W = cams[0].height, cams[0].width
+    if labels is not None:
+        labels = torch.as_tensor(labels, device=store.device)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or tuple(labels.shape) != (len(cams), H, W):
+            raise SplatError(f"labels: expected an integer tensor of shape ({len(cams)}, {H}, {W}), got {labels.dtype} {tuple(labels.shape)}")
+        labels = labels.long()
+        if labels.numel() and labels.min() < 0:
+            raise SplatError("labels: values must be >= 0")
+        needed = int(labels.max()) + 1 if labels.numel() else 0
+        num_labels = needed if num_labels is None else num_labels
+        if num_labels < needed:
+            raise SplatError(f"num_labels {num_labels} is smaller than the largest label + 1 ({needed})")
+    fn = _resolve_backend(backend, store.device)
+    out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0)
+    return RenderResult(**out)
+
+
+def register_backend(name: str, fn: Callable[..., dict]) -> None:
+    """Make a backend available to ``rasterize`` (native backends call this)."""
+    BACKENDS[name] = fn
+
+
+def warn_once(message: str, _seen=set()) -> None:
+    """A one-line warning, printed once per process."""
+    if message not in _seen:
+        _seen.add(message)
+        warnings.warn(message, stacklevel=3)
