@@ -47,7 +47,9 @@ def _parse_header(path: Path, f) -> tuple[list[tuple[str, int, list[tuple[str, s
     while True:
         raw = f.readline(4096)
         size += len(raw)
-        if not raw:
+        if not raw.endswith(b"\n"):
+            if len(raw) == 4096:
+                raise SplatError(f"{path}: PLY header line longer than 4096 bytes")
             raise SplatError(f"{path}: truncated PLY header (no end_header)")
         if size > _MAX_HEADER:
             raise SplatError(f"{path}: PLY header longer than {_MAX_HEADER} bytes")
@@ -125,6 +127,9 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
         offset = header_size
         vertex = None
         for name, count, props in elements:
+            names = [p for p, _ in props]
+            if len(set(names)) != len(names):
+                raise SplatError(f"{path}: duplicate property names in element '{name}'")
             dtype = np.dtype([(p, endian + _PLY_TYPES[t]) for p, t in props])
             if name == "vertex":
                 vertex = (count, dtype, offset)
@@ -135,8 +140,6 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
             raise SplatError(f"{path}: truncated: header promises {offset} bytes, file has {file_size}")
         count, dtype, start = vertex
         names = list(dtype.names or ())
-        if len(set(names)) != len(names):
-            raise SplatError(f"{path}: duplicate property names in element 'vertex'")
         f.seek(start)
         data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
     return _store_from_vertex(path, data, names)
@@ -151,7 +154,7 @@ def _store_from_vertex(path: Path, data: np.ndarray, names: list[str]) -> Gaussi
     means = _stack(path, data, ["x", "y", "z"], core_dtype)
     dc = _stack(path, data, [f"f_dc_{i}" for i in range(3)], core_dtype)
     rest = _stack(path, data, [f"f_rest_{i}" for i in range(n_rest)], core_dtype)
-    sh = torch.cat([dc[:, None, :], rest.reshape(-1, 3, k - 1).transpose(1, 2)], dim=1).contiguous()
+    sh = torch.cat([dc[:, None, :], rest.reshape(len(data), 3, k - 1).transpose(1, 2)], dim=1).contiguous()
     opacity = _stack(path, data, ["opacity"], core_dtype)[:, 0].contiguous()
     log_scales = _stack(path, data, [f"scale_{i}" for i in range(3)], core_dtype)
     quats = _stack(path, data, [f"rot_{i}" for i in range(4)], core_dtype)
