@@ -1,0 +1,87 @@
+"""The command line: outputs and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from splat import save_ply, save_cameras_json
+from splat.cli import main
+from splat.camera import orbit_cameras
+from splat.io.images import load_image
+from conftest import random_store
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def scene(tmp_path):
+    s = random_store(300, 1, seed=1)
+    s.extras["labels"] = (s.means[:, 0] > 0).long()
+    p = tmp_path / "s.ply"
+    save_ply(s, p)
+    return p
+
+
+def test_info_text_and_json(capsys, scene):
+    code, out, _ = run(capsys, "info", scene)
+    assert code == 0 and "Gaussians   300" in out and "SH degree   1" in out and "labels" in out
+    code, out, _ = run(capsys, "info", scene, "--json")
+    d = json.loads(out)
+    assert d["count"] == 300 and d["extras"]["labels"]["dtype"] == "int64"
+    assert set(d["opacity"]) == {"min", "median", "mean", "max"}
+
+
+def test_render_default_orbit_camera(capsys, scene, tmp_path):
+    out_png = tmp_path / "r.png"
+    code, out, err = run(capsys, "render", scene, "--out", out_png, "--width", 40, "--height", 30, "--background", "1,1,1")
+    assert code == 0, err
+    img = load_image(out_png)
+    assert img.shape == (30, 40, 3)
+    assert (img < 0.99).any(axis=-1).mean() > 0.2  # the scene covers a good part of the frame
+    assert (img > 0.99).all(axis=-1).any()  # and the white background shows somewhere
+
+
+def test_render_with_camera_file_and_depth(capsys, scene, tmp_path):
+    cams = orbit_cameras((0, 0, 0), 4.0, 3, width=32, height=24)
+    save_cameras_json(cams, tmp_path / "c.json")
+    code, _, err = run(capsys, "render", scene, "--out", tmp_path / "d.png", "--camera", tmp_path / "c.json", "--index", 2, "--output", "depth")
+    assert code == 0, err
+    assert load_image(tmp_path / "d.png").shape[:2] == (24, 32)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "missing.ply"], "missing.ply: no such file"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--background", "1,1"], "--background: expected 3"),
+        (["render", "{scene}", "--out", "{tmp}/x.bmpx"], "unsupported image extension"),
+        (["render", "{scene}", "--out", "{tmp}/nofolder/x.png"], "does not exist"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--backend", "quantum"], "backend 'quantum'"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--width", "0"], "--width 0"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--camera", "{tmp}/none.json"], "none.json: no such file"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--sh-degree", "3"], "sh_degree 3"),
+        (["render", "{scene}"], "Missing option"),
+        (["frobnicate"], "No such command"),
+        (["render", "{scene}", "--out", "{tmp}/x.png", "--width", "abc"], "--width"),
+    ],
+)
+def test_user_errors_are_one_line(capsys, scene, tmp_path, args, message):
+    args = [a.format(scene=scene, tmp=tmp_path) for a in args]
+    code, out, err = run(capsys, *args)
+    assert code != 0
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_demo_runs_small(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "d", "--views", 2, "--size", 48)
+    assert code == 0, err
+    for name in ("scene.ply", "cameras.json", "view_00.png", "view_01.png", "orbit.png"):
+        assert (tmp_path / "d" / name).exists(), name
+    img = load_image(tmp_path / "d" / "view_00.png")
+    assert img.std() > 0.05  # not a blank frame
