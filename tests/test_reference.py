@@ -209,7 +209,7 @@ def test_empty_store_and_everything_culled():
 def test_bad_arguments():
     s = random_store(5, 1)
     cam = front_camera()
-    with pytest.raises(SplatError, match="backend 'nope'"):
+    with pytest.raises(SplatError, match="backend .nope. is unknown"):
         rasterize(s, cam, backend="nope")
     with pytest.raises(SplatError, match="sh_degree 2"):
         rasterize(s, cam, sh_degree=2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Sequence
 
@@ -41,25 +41,50 @@ class RenderResult:
     label_contributions: torch.Tensor | None = None
 
 
-# name -> (is_available, function); native backends register themselves here
-BACKENDS: Dict[str, Callable[..., dict]] = {"torch": rasterize_torch}
+def _cpu_backend() -> Callable[..., dict]:
+    from .cpu_backend import load_cpu_extension, rasterize_cpu
+
+    load_cpu_extension()  # raises SplatError if it cannot be built
+    return rasterize_cpu
+
+
+# name -> loader returning the backend function (raises SplatError if unavailable)
+BACKENDS: Dict[str, Callable[[], Callable[..., dict]]] = {
+    "cpu": _cpu_backend,
+    "torch": lambda: rasterize_torch,
+}
 AUTO_ORDER = ("cuda", "cpu", "torch")
 
 
 def available_backends() -> list[str]:
-    """Backends that can run here, in the order ``auto`` tries them."""
-    return [b for b in AUTO_ORDER if b in BACKENDS]
+    """Backends that can run here, in the order ``auto`` tries them (builds native ones)."""
+    names = []
+    for name in AUTO_ORDER:
+        try:
+            if name in BACKENDS:
+                BACKENDS[name]()
+                names.append(name)
+        except SplatError:
+            pass
+    return names
 
 
 def _resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
     if backend == "auto":
-        for name in AUTO_ORDER:
-            if name in BACKENDS:
-                return BACKENDS[name]
+        # cuda for stores on a GPU; on the CPU the native backend, else the reference
+        order = [b for b in AUTO_ORDER if (b == "cuda") == (device.type == "cuda") or b == "torch"]
+        for name in order:
+            if name not in BACKENDS:
+                continue
+            try:
+                return BACKENDS[name]()
+            except SplatError as e:
+                warn_once(f"{e}; falling back to the next backend")
+        raise SplatError(f"no backend can render a store on {device}")
     if backend not in BACKENDS:
         known = ", ".join(["auto"] + list(BACKENDS))
-        raise SplatError(f"backend '{backend}' is not available here (available: {known})")
-    return BACKENDS[backend]
+        raise SplatError(f"backend '{backend}' is unknown (known: {known})")
+    return BACKENDS[backend]()
 
 
 def _background(background, n_cams: int, like: torch.Tensor) -> torch.Tensor:
@@ -127,13 +152,13 @@ def rasterize(
     return RenderResult(**out)
 
 
-def register_backend(name: str, fn: Callable[..., dict]) -> None:
-    """Make a backend available to ``rasterize`` (native backends call this)."""
-    BACKENDS[name] = fn
+def register_backend(name: str, loader: Callable[[], Callable[..., dict]]) -> None:
+    """Make a backend available to ``rasterize``: ``loader()`` returns the render function."""
+    BACKENDS[name] = loader
 
 
 def warn_once(message: str, _seen=set()) -> None:
-    """A one-line warning, printed once per process."""
+    """A one-line warning on stderr, once per process."""
     if message not in _seen:
         _seen.add(message)
-        warnings.warn(message, stacklevel=3)
+        print(f"warning: {message}", file=sys.stderr)

@@ -1,0 +1,218 @@
+// PyTorch glue for the CPU backend: checks inputs by name, turns tensors into
+// pointers, calls rasterize_cpu.cpp. All math lives in cuda/include/splat.
+#include <torch/extension.h>
+
+#include "rasterize_cpu.h"
+
+namespace {
+
+using splat::CameraParams;
+
+// When set (tests), every output buffer is filled with NaN / INT_MIN before the
+// kernels run, so an element they forget to write shows up.
+bool g_poison = false;
+
+torch::Tensor out(at::IntArrayRef shape, const torch::TensorOptions& opt) {
+    auto t = torch::empty(shape, opt);
+    if (g_poison) {
+        if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
+        else t.fill_(std::numeric_limits<int32_t>::min());
+    }
+    return t;
+}
+
+void check(const torch::Tensor& t, const char* name, at::ScalarType dtype, std::vector<int64_t> shape) {
+    TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+    TORCH_CHECK(t.scalar_type() == dtype, name, " has dtype ", t.scalar_type(), ", expected ", dtype);
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.dim() == int64_t(shape.size()), name, " has ", t.dim(), " dimensions, expected ", shape.size());
+    for (size_t i = 0; i < shape.size(); ++i)
+        TORCH_CHECK(shape[i] < 0 || t.size(i) == shape[i], name, " has size ", t.size(i), " in dimension ", i,
+                    ", expected ", shape[i]);
+}
+
+template <typename T>
+CameraParams<T> camera(const torch::Tensor& viewmat, const torch::Tensor& K, int64_t width, int64_t height, double near,
+                       double far) {
+    check(viewmat, "viewmat", at::kDouble, {4, 4});
+    check(K, "K", at::kDouble, {3, 3});
+    const double* v = viewmat.data_ptr<double>();
+    const double* k = K.data_ptr<double>();
+    CameraParams<T> c;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) c.R.m[i][j] = T(v[4 * i + j]);
+    c.t = {T(v[3]), T(v[7]), T(v[11])};
+    // centre -R^T t, computed in T like the reference
+    c.campos = splat::matTvec(c.R, c.t);
+    c.campos = {-c.campos.x, -c.campos.y, -c.campos.z};
+    c.K = {T(k[0]), T(k[4]), T(k[2]), T(k[5]), int(width), int(height)};
+    c.near = T(near);
+    c.far = T(far);
+    return c;
+}
+
+struct Params {
+    torch::Tensor means, log_scales, quats, logits, sh;
+    int64_t N() const { return means.size(0); }
+    void check_all() const {
+        const auto dt = means.scalar_type();
+        TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means must be float32 or float64");
+        check(means, "means", dt, {-1, 3});
+        check(log_scales, "log_scales", dt, {N(), 3});
+        check(quats, "quats", dt, {N(), 4});
+        check(logits, "opacity_logits", dt, {N()});
+        check(sh, "sh", dt, {N(), -1, 3});
+    }
+};
+
+std::vector<torch::Tensor> project_fwd(torch::Tensor means, torch::Tensor log_scales, torch::Tensor quats,
+                                       torch::Tensor logits, torch::Tensor sh, torch::Tensor viewmat, torch::Tensor K,
+                                       int64_t width, int64_t height, double near, double far, int64_t sh_degree,
+                                       bool antialiased) {
+    Params P{means, log_scales, quats, logits, sh};
+    P.check_all();
+    const int64_t N = P.N();
+    TORCH_CHECK((sh_degree + 1) * (sh_degree + 1) <= sh.size(1), "sh_degree ", sh_degree, " needs more SH coefficients");
+    auto opt = means.options();
+    auto means2d = out({N, 2}, opt), conics = out({N, 3}, opt), opac = out({N}, opt);
+    auto colors = out({N, 3}, opt), depths = out({N}, opt), extents = out({N, 2}, opt);
+    auto radii = out({N}, opt.dtype(at::kInt));
+    AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_fwd", [&] {
+        splat::cpu::project_forward<scalar_t>(
+            N, means.data_ptr<scalar_t>(), log_scales.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+            logits.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), int(sh.size(1)), int(sh_degree), antialiased,
+            camera<scalar_t>(viewmat, K, width, height, near, far), means2d.data_ptr<scalar_t>(),
+            conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+            depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), radii.data_ptr<int32_t>());
+    });
+    return {means2d, conics, opac, colors, depths, extents, radii};
+}
+
+std::vector<torch::Tensor> project_bwd(torch::Tensor means, torch::Tensor log_scales, torch::Tensor quats,
+                                       torch::Tensor logits, torch::Tensor sh, torch::Tensor viewmat, torch::Tensor K,
+                                       int64_t width, int64_t height, double near, double far, int64_t sh_degree,
+                                       bool antialiased, torch::Tensor radii, torch::Tensor v_means2d,
+                                       torch::Tensor v_conics, torch::Tensor v_opacities, torch::Tensor v_colors,
+                                       torch::Tensor v_depths) {
+    Params P{means, log_scales, quats, logits, sh};
+    P.check_all();
+    const int64_t N = P.N();
+    const auto dt = means.scalar_type();
+    check(radii, "radii", at::kInt, {N});
+    check(v_means2d, "v_means2d", dt, {N, 2});
+    check(v_conics, "v_conics", dt, {N, 3});
+    check(v_opacities, "v_opacities", dt, {N});
+    check(v_colors, "v_colors", dt, {N, 3});
+    check(v_depths, "v_depths", dt, {N});
+    auto v_means = out(means.sizes(), means.options()), v_ls = out(log_scales.sizes(), log_scales.options()), v_q = out(quats.sizes(), quats.options());
+    auto v_l = out(logits.sizes(), logits.options()), v_sh = out(sh.sizes(), sh.options());
+    AT_DISPATCH_FLOATING_TYPES(dt, "project_bwd", [&] {
+        splat::cpu::project_backward<scalar_t>(
+            N, means.data_ptr<scalar_t>(), log_scales.data_ptr<scalar_t>(), quats.data_ptr<scalar_t>(),
+            logits.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), int(sh.size(1)), int(sh_degree), antialiased,
+            camera<scalar_t>(viewmat, K, width, height, near, far), radii.data_ptr<int32_t>(),
+            v_means2d.data_ptr<scalar_t>(), v_conics.data_ptr<scalar_t>(), v_opacities.data_ptr<scalar_t>(),
+            v_colors.data_ptr<scalar_t>(), v_depths.data_ptr<scalar_t>(), v_means.data_ptr<scalar_t>(),
+            v_ls.data_ptr<scalar_t>(), v_q.data_ptr<scalar_t>(), v_l.data_ptr<scalar_t>(), v_sh.data_ptr<scalar_t>());
+    });
+    return {v_means, v_ls, v_q, v_l, v_sh};
+}
+
+struct Projection {
+    torch::Tensor means2d, conics, opacities, colors, depths, extents;
+    int64_t N() const { return means2d.size(0); }
+    void check_all() const {
+        const auto dt = means2d.scalar_type();
+        TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
+        check(means2d, "means2d", dt, {-1, 2});
+        check(conics, "conics", dt, {N(), 3});
+        check(opacities, "opacities", dt, {N()});
+        check(colors, "colors", dt, {N(), 3});
+        check(depths, "depths", dt, {N()});
+        check(extents, "extents", dt, {N(), 2});
+    }
+};
+
+std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
+                                         torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
+                                         torch::Tensor radii, int64_t width, int64_t height,
+                                         c10::optional<torch::Tensor> labels, int64_t num_labels) {
+    Projection P{means2d, conics, opacities, colors, depths, extents};
+    P.check_all();
+    const int64_t N = P.N();
+    check(radii, "radii", at::kInt, {N});
+    TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
+    const int64_t* lab = nullptr;
+    if (labels.has_value()) {
+        check(*labels, "labels", at::kLong, {height, width});
+        TORCH_CHECK(num_labels > 0, "num_labels must be positive when labels are given");
+        lab = labels->data_ptr<int64_t>();
+    }
+    auto opt = means2d.options();
+    auto color = out({height, width, 3}, opt), alpha = out({height, width, 1}, opt);
+    auto depth_sum = out({height, width, 1}, opt);
+    auto last = out({height, width}, opt.dtype(at::kInt));
+    auto contrib = out({N}, opt);
+    auto label_contrib = out({lab ? num_labels : 0, N}, opt);
+    std::vector<int32_t> offsets, ids;
+    AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_fwd", [&] {
+        splat::cpu::bin_gaussians<scalar_t>(N, means2d.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
+                                            depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), int(width),
+                                            int(height), offsets, ids);
+        splat::cpu::blend_forward<scalar_t>(
+            N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
+            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), offsets, ids,
+            int(width), int(height), lab, int(num_labels), color.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(),
+            depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
+            lab ? label_contrib.data_ptr<scalar_t>() : nullptr);
+    });
+    auto off_t = torch::empty({int64_t(offsets.size())}, torch::kInt);
+    auto ids_t = torch::empty({int64_t(ids.size())}, torch::kInt);
+    std::copy(offsets.begin(), offsets.end(), off_t.data_ptr<int32_t>());
+    std::copy(ids.begin(), ids.end(), ids_t.data_ptr<int32_t>());
+    return {color, alpha, depth_sum, last, off_t, ids_t, contrib, label_contrib};
+}
+
+std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
+                                         torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
+                                         torch::Tensor offsets, torch::Tensor ids, torch::Tensor alpha,
+                                         torch::Tensor last, torch::Tensor v_color, torch::Tensor v_alpha,
+                                         torch::Tensor v_depth_sum) {
+    Projection P{means2d, conics, opacities, colors, depths, extents};
+    P.check_all();
+    const int64_t N = P.N(), H = alpha.size(0), W = alpha.size(1);
+    const auto dt = means2d.scalar_type();
+    check(alpha, "alpha", dt, {H, W, 1});
+    check(last, "last", at::kInt, {H, W});
+    check(offsets, "tile_offsets", at::kInt, {-1});
+    check(ids, "tile_ids", at::kInt, {-1});
+    check(v_color, "v_color", dt, {H, W, 3});
+    check(v_alpha, "v_alpha", dt, {H, W, 1});
+    check(v_depth_sum, "v_depth_sum", dt, {H, W, 1});
+    const int64_t tiles = ((W + splat::TILE - 1) / splat::TILE) * ((H + splat::TILE - 1) / splat::TILE);
+    TORCH_CHECK(offsets.size(0) == tiles + 1, "tile_offsets does not match the image size");
+    auto opt = means2d.options();
+    auto v_m = out({N, 2}, opt), v_c = out({N, 3}, opt), v_o = out({N}, opt);
+    auto v_col = out({N, 3}, opt), v_d = out({N}, opt);
+    AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
+        splat::cpu::blend_backward<scalar_t>(
+            N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
+            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
+            offsets.data_ptr<int32_t>(), tiles, ids.data_ptr<int32_t>(), int(W), int(H), alpha.data_ptr<scalar_t>(),
+            last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
+            v_depth_sum.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
+            v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>());
+    });
+    return {v_m, v_c, v_o, v_col, v_d};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "splat CPU rasterizer (OpenMP)";
+    m.def("set_poison", [](bool on) { g_poison = on; });
+    m.def("project_fwd", &project_fwd);
+    m.def("project_bwd", &project_bwd);
+    m.def("rasterize_fwd", &rasterize_fwd);
+    m.def("rasterize_bwd", &rasterize_bwd);
+}

@@ -1,0 +1,313 @@
+// CPU rasterizer: projection, tile binning, blend forward and backward.
+// The math is in cuda/include/splat; this file only schedules it.
+#include "rasterize_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "splat/blend.h"
+
+namespace splat {
+namespace cpu {
+
+namespace {
+
+template <typename T> GaussianIn<T> gaussian_in(int64_t i, const T* means, const T* log_scales, const T* quats, const T* logits,
+                                               const T* sh, int K_sh) {
+    return {means + 3 * i, log_scales + 3 * i, quats + 4 * i, logits[i], sh + int64_t(3) * K_sh * i};
+}
+
+// Range of tiles a Gaussian's box touches, clamped to the image (same formula as
+// the torch reference: floor((mean -/+ extent) / TILE)).
+template <typename T>
+void tile_range(const T* m, const T* e, int tiles_x, int tiles_y, int& x0, int& x1, int& y0, int& y1) {
+    x0 = std::max(0, int(s_floor((m[0] - e[0]) / T(TILE))));
+    x1 = std::min(tiles_x - 1, int(s_floor((m[0] + e[0]) / T(TILE))));
+    y0 = std::max(0, int(s_floor((m[1] - e[1]) / T(TILE))));
+    y1 = std::min(tiles_y - 1, int(s_floor((m[1] + e[1]) / T(TILE))));
+}
+
+// Pixels of a tile that a Gaussian can reach: its screen box plus one pixel of
+// margin (beyond the box alpha < 1/255 mathematically; the margin absorbs rounding).
+template <typename T>
+void pixel_range(const T* m, const T* e, int tx0, int ty0, int tw, int th, int& px0, int& px1, int& py0, int& py1) {
+    px0 = std::max(tx0, int(s_floor(m[0] - e[0] - T(1.5))));
+    px1 = std::min(tx0 + tw - 1, int(s_ceil(m[0] + e[0] + T(0.5))));
+    py0 = std::max(ty0, int(s_floor(m[1] - e[1] - T(1.5))));
+    py1 = std::min(ty0 + th - 1, int(s_ceil(m[1] + e[1] + T(0.5))));
+}
+
+template <typename T> struct Loaded {
+    Vec2<T> mean2d;
+    Sym2<T> conic;
+    T opacity;
+    T color[3];
+    T depth;
+};
+
+template <typename T>
+Loaded<T> load(int32_t g, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths) {
+    Loaded<T> L;
+    L.mean2d = {means2d[2 * g], means2d[2 * g + 1]};
+    L.conic = {conics[3 * g], conics[3 * g + 1], conics[3 * g + 2]};
+    L.opacity = opacities[g];
+    L.color[0] = colors[3 * g];
+    L.color[1] = colors[3 * g + 1];
+    L.color[2] = colors[3 * g + 2];
+    L.depth = depths[g];
+    return L;
+}
+
+}  // namespace
+
+template <typename T>
+void project_forward(int64_t N, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh, int K_sh,
+                     int sh_degree, bool antialiased, const CameraParams<T>& cam, T* means2d, T* conics, T* opacities,
+                     T* colors, T* depths, T* extents, int32_t* radii) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+        const Projected<T> p = project_gaussian(gaussian_in(i, means, log_scales, quats, logits, sh, K_sh), cam, sh_degree, antialiased);
+        const bool vis = p.radius > 0;
+        means2d[2 * i] = p.in_depth ? p.mean2d.x : T(0);
+        means2d[2 * i + 1] = p.in_depth ? p.mean2d.y : T(0);
+        conics[3 * i] = vis ? p.conic.a : T(0);
+        conics[3 * i + 1] = vis ? p.conic.b : T(0);
+        conics[3 * i + 2] = vis ? p.conic.c : T(0);
+        opacities[i] = vis ? p.opacity : T(0);
+        colors[3 * i] = vis ? p.color.x : T(0);
+        colors[3 * i + 1] = vis ? p.color.y : T(0);
+        colors[3 * i + 2] = vis ? p.color.z : T(0);
+        depths[i] = vis ? p.depth : T(0);
+        extents[2 * i] = vis ? p.extent.x : T(0);
+        extents[2 * i + 1] = vis ? p.extent.y : T(0);
+        radii[i] = vis ? p.radius : 0;
+    }
+}
+
+template <typename T>
+void project_backward(int64_t N, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh, int K_sh,
+                      int sh_degree, bool antialiased, const CameraParams<T>& cam, const int32_t* radii, const T* v_means2d,
+                      const T* v_conics, const T* v_opacities, const T* v_colors, const T* v_depths, T* v_means,
+                      T* v_log_scales, T* v_quats, T* v_logits, T* v_sh) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+        GaussianGrad<T> out = {};
+        out.sh = v_sh + int64_t(3) * K_sh * i;
+        std::memset(out.sh, 0, sizeof(T) * 3 * K_sh);
+        const GaussianIn<T> g = gaussian_in(i, means, log_scales, quats, logits, sh, K_sh);
+        const T* m = g.mean;
+        const T z = cam.R.m[2][0] * m[0] + cam.R.m[2][1] * m[1] + cam.R.m[2][2] * m[2] + cam.t.z;
+        if (z > cam.near && z < cam.far) {
+            project_gaussian_vjp(g, cam, sh_degree, antialiased, radii[i] > 0,
+                                 Vec2<T>{v_means2d[2 * i], v_means2d[2 * i + 1]},
+                                 Sym2<T>{v_conics[3 * i], v_conics[3 * i + 1], v_conics[3 * i + 2]}, v_opacities[i],
+                                 Vec3<T>{v_colors[3 * i], v_colors[3 * i + 1], v_colors[3 * i + 2]}, v_depths[i], out);
+        }
+        for (int k = 0; k < 3; ++k) v_means[3 * i + k] = out.mean[k], v_log_scales[3 * i + k] = out.log_scale[k];
+        for (int k = 0; k < 4; ++k) v_quats[4 * i + k] = out.quat[k];
+        v_logits[i] = out.logit;
+    }
+}
+
+template <typename T>
+void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width, int height,
+                   std::vector<int32_t>& offsets, std::vector<int32_t>& ids) {
+    const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
+    std::vector<int32_t> order;
+    order.reserve(N);
+    for (int64_t i = 0; i < N; ++i)
+        if (radii[i] > 0) order.push_back(int32_t(i));
+    // ties in depth keep index order, so the result is the same on every run
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return depths[a] < depths[b]; });
+    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
+    for (int32_t g : order) {
+        int x0, x1, y0, y1;
+        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, x0, x1, y0, y1);
+        for (int ty = y0; ty <= y1; ++ty)
+            for (int tx = x0; tx <= x1; ++tx) offsets[size_t(ty) * tiles_x + tx + 1]++;
+    }
+    std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+    ids.resize(offsets.back());
+    std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int32_t g : order) {
+        int x0, x1, y0, y1;
+        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, x0, x1, y0, y1);
+        for (int ty = y0; ty <= y1; ++ty)
+            for (int tx = x0; tx <= x1; ++tx) ids[fill[size_t(ty) * tiles_x + tx]++] = g;
+    }
+}
+
+template <typename T>
+void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
+                   const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
+                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* depth_sum, int32_t* last,
+                   T* contributions, T* label_contrib) {
+    const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
+    const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
+    const size_t pairs = ids.size();
+    std::vector<T> pair_w(pairs, T(0));
+    std::vector<T> pair_label(labels ? pairs * size_t(num_labels) : 0, T(0));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < num_tiles; ++t) {
+        const int tx0 = int(t % tiles_x) * TILE, ty0 = int(t / tiles_x) * TILE;
+        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0), P = tw * th;
+        T trans[TILE * TILE], col[TILE * TILE][3], dep[TILE * TILE];
+        int32_t lst[TILE * TILE];
+        bool done[TILE * TILE];
+        for (int p = 0; p < P; ++p) {
+            trans[p] = T(1);
+            col[p][0] = col[p][1] = col[p][2] = dep[p] = T(0);
+            lst[p] = 0;
+            done[p] = false;
+        }
+        int n_done = 0;
+        const int32_t start = offsets[t], end = offsets[t + 1];
+        for (int32_t k = start; k < end && n_done < P; ++k) {
+            const int32_t g = ids[k];
+            const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
+            int px0, px1, py0, py1;
+            pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
+            T w_sum = 0;
+            for (int py = py0; py <= py1; ++py)
+                for (int px = px0; px <= px1; ++px) {
+                    const int p = (py - ty0) * tw + (px - tx0);
+                    if (done[p]) continue;
+                    T a;
+                    if (!gaussian_alpha(L.conic, L.mean2d, L.opacity, T(px) + T(0.5), T(py) + T(0.5), a)) continue;
+                    const T next = trans[p] * (T(1) - a);
+                    if (next < T(T_MIN)) {
+                        done[p] = true;
+                        ++n_done;
+                        continue;
+                    }
+                    const T w = a * trans[p];
+                    col[p][0] += w * L.color[0];
+                    col[p][1] += w * L.color[1];
+                    col[p][2] += w * L.color[2];
+                    dep[p] += w * L.depth;
+                    trans[p] = next;
+                    lst[p] = k - start + 1;
+                    w_sum += w;
+                    if (labels) pair_label[size_t(k) * num_labels + labels[int64_t(py) * width + px]] += w;
+                }
+            pair_w[k] = w_sum;
+        }
+        for (int p = 0; p < P; ++p) {
+            const int64_t pix = int64_t(ty0 + p / tw) * width + tx0 + p % tw;
+            color[3 * pix] = col[p][0];
+            color[3 * pix + 1] = col[p][1];
+            color[3 * pix + 2] = col[p][2];
+            alpha[pix] = T(1) - trans[p];
+            depth_sum[pix] = dep[p];
+            last[pix] = lst[p];
+        }
+    }
+    // per-Gaussian sums in pair order: fixed order, so bitwise reproducible
+    std::fill(contributions, contributions + N, T(0));
+    for (size_t k = 0; k < pairs; ++k) contributions[ids[k]] += pair_w[k];
+    if (labels) {
+        std::fill(label_contrib, label_contrib + N * num_labels, T(0));
+        for (size_t k = 0; k < pairs; ++k)
+            for (int l = 0; l < num_labels; ++l) label_contrib[int64_t(l) * N + ids[k]] += pair_label[k * num_labels + l];
+    }
+}
+
+template <typename T>
+void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
+                    const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
+                    const T* alpha, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
+                    T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
+    const int tiles_x = (width + TILE - 1) / TILE;
+    const size_t pairs = size_t(offsets[num_tiles]);
+    constexpr int G = 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1
+    std::vector<T> pair_grad(pairs * G, T(0));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < num_tiles; ++t) {
+        const int tx0 = int(t % tiles_x) * TILE, ty0 = int(t / tiles_x) * TILE;
+        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0), P = tw * th;
+        PixelGrad<T> pg[TILE * TILE];
+        PixelBack<T> st[TILE * TILE];
+        int32_t lst[TILE * TILE];
+        int32_t max_last = 0;
+        for (int p = 0; p < P; ++p) {
+            const int64_t pix = int64_t(ty0 + p / tw) * width + tx0 + p % tw;
+            const T Tf = T(1) - alpha[pix];
+            pg[p] = {{v_color[3 * pix], v_color[3 * pix + 1], v_color[3 * pix + 2]}, v_depth_sum[pix], v_alpha[pix], Tf};
+            st[p] = {Tf, {0, 0, 0}, 0};
+            lst[p] = last[pix];
+            max_last = std::max(max_last, lst[p]);
+        }
+        const int32_t start = offsets[t];
+        for (int32_t j = max_last - 1; j >= 0; --j) {
+            const int32_t k = start + j, g = ids[k];
+            const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
+            int px0, px1, py0, py1;
+            pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
+            Sym2<T> v_conic = {0, 0, 0};
+            Vec2<T> v_m = {0, 0};
+            T v_o = 0, v_c[3] = {0, 0, 0}, v_z = 0;
+            for (int py = py0; py <= py1; ++py)
+                for (int px = px0; px <= px1; ++px) {
+                    const int p = (py - ty0) * tw + (px - tx0);
+                    if (j >= lst[p]) continue;
+                    const T fx = T(px) + T(0.5), fy = T(py) + T(0.5);
+                    T a;
+                    if (!gaussian_alpha(L.conic, L.mean2d, L.opacity, fx, fy, a)) continue;
+                    T vc[3], vz;
+                    const T va = blend_step_vjp(pg[p], st[p], a, L.color, L.depth, vc, vz);
+                    v_c[0] += vc[0];
+                    v_c[1] += vc[1];
+                    v_c[2] += vc[2];
+                    v_z += vz;
+                    gaussian_alpha_vjp(L.conic, L.mean2d, L.opacity, fx, fy, va, v_conic, v_m, v_o);
+                }
+            T* out = &pair_grad[size_t(k) * G];
+            out[0] = v_m.x; out[1] = v_m.y;
+            out[2] = v_conic.a; out[3] = v_conic.b; out[4] = v_conic.c;
+            out[5] = v_o;
+            out[6] = v_c[0]; out[7] = v_c[1]; out[8] = v_c[2];
+            out[9] = v_z;
+        }
+    }
+    std::fill(v_means2d, v_means2d + 2 * N, T(0));
+    std::fill(v_conics, v_conics + 3 * N, T(0));
+    std::fill(v_opacities, v_opacities + N, T(0));
+    std::fill(v_colors, v_colors + 3 * N, T(0));
+    std::fill(v_depths, v_depths + N, T(0));
+    for (size_t k = 0; k < pairs; ++k) {
+        const int64_t g = ids[k];
+        const T* s = &pair_grad[k * G];
+        v_means2d[2 * g] += s[0];
+        v_means2d[2 * g + 1] += s[1];
+        v_conics[3 * g] += s[2];
+        v_conics[3 * g + 1] += s[3];
+        v_conics[3 * g + 2] += s[4];
+        v_opacities[g] += s[5];
+        v_colors[3 * g] += s[6];
+        v_colors[3 * g + 1] += s[7];
+        v_colors[3 * g + 2] += s[8];
+        v_depths[g] += s[9];
+    }
+}
+
+#define SPLAT_INSTANTIATE(T)                                                                                              \
+    template void project_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, int, int, bool,           \
+                                     const CameraParams<T>&, T*, T*, T*, T*, T*, T*, int32_t*);                           \
+    template void project_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, int, int, bool,          \
+                                      const CameraParams<T>&, const int32_t*, const T*, const T*, const T*, const T*,     \
+                                      const T*, T*, T*, T*, T*, T*);                                                      \
+    template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const int32_t*, int, int,                       \
+                                   std::vector<int32_t>&, std::vector<int32_t>&);                                         \
+    template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
+                                   const std::vector<int32_t>&, const std::vector<int32_t>&, int, int, const int64_t*,    \
+                                   int, T*, T*, T*, int32_t*, T*, T*);                                                    \
+    template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*, const int32_t*,  \
+                                    int64_t, const int32_t*, int, int, const T*, const int32_t*, const T*, const T*,      \
+                                    const T*, T*, T*, T*, T*, T*);
+
+SPLAT_INSTANTIATE(float)
+SPLAT_INSTANTIATE(double)
+
+}  // namespace cpu
+}  // namespace splat

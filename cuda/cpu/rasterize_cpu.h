@@ -1,0 +1,50 @@
+// CPU rasterizer over raw pointers (OpenMP over Gaussians and tiles).
+// Deterministic: every sum has a fixed order, no atomics on floats.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "splat/gaussian.h"
+
+namespace splat {
+namespace cpu {
+
+// Projection of N Gaussians into one camera. Outputs are [N, ...] arrays;
+// culled Gaussians get radius 0 and zeros (mean2d is kept when in depth range).
+template <typename T>
+void project_forward(int64_t N, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh,
+                     int K_sh, int sh_degree, bool antialiased, const CameraParams<T>& cam, T* means2d, T* conics,
+                     T* opacities, T* colors, T* depths, T* extents, int32_t* radii);
+
+template <typename T>
+void project_backward(int64_t N, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh,
+                      int K_sh, int sh_degree, bool antialiased, const CameraParams<T>& cam, const int32_t* radii,
+                      const T* v_means2d, const T* v_conics, const T* v_opacities, const T* v_colors, const T* v_depths,
+                      T* v_means, T* v_log_scales, T* v_quats, T* v_logits, T* v_sh);
+
+// Tile lists: Gaussians with radius > 0, sorted by (depth, index), appended to
+// every tile their screen box touches. offsets has tiles+1 entries.
+template <typename T>
+void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width,
+                   int height, std::vector<int32_t>& offsets, std::vector<int32_t>& ids);
+
+// Front-to-back blend. Writes color [H*W*3] (without background), alpha [H*W],
+// depth_sum [H*W], last [H*W] (list entries up to the last included Gaussian),
+// contributions [N] (sum of alpha*T), and label_contrib [L*N] if labels != null.
+template <typename T>
+void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
+                   const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
+                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* depth_sum, int32_t* last,
+                   T* contributions, T* label_contrib);
+
+// Back-to-front VJP of blend_forward. Gradients per Gaussian are written into
+// v_* arrays of size N (zeroed here).
+template <typename T>
+void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
+                    const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
+                    const T* alpha, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
+                    T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths);
+
+}  // namespace cpu
+}  // namespace splat

@@ -1,0 +1,91 @@
+// Shared math for every native backend: small vector types, math helpers and
+// the rasterizer constants. Compiled by nvcc (host + device) and by a plain
+// C++ compiler (CPU backend). No PyTorch header may be included here.
+#pragma once
+
+#include <math.h>
+
+#ifdef __CUDACC__
+#define SPLAT_HD __host__ __device__ __forceinline__
+#else
+#define SPLAT_HD inline
+#endif
+
+namespace splat {
+
+// Rasterizer constants, mirrored from splat/render/constants.py. Doubles, so
+// that T(constant) rounds once to the working precision, as torch does.
+constexpr double ALPHA_MAX = 0.99;          // alpha clamp
+constexpr double ALPHA_MIN = 1.0 / 255.0;   // skip a Gaussian at a pixel below this alpha
+constexpr double T_MIN = 1e-4;              // stop before T would fall below this
+constexpr double EPS2D = 0.3;               // low-pass added to 2D covariances (px^2)
+constexpr int TILE = 16;                    // tile edge in pixels
+
+// Overloads that resolve to the float or double C function on host and device.
+SPLAT_HD float s_exp(float x) { return expf(x); }
+SPLAT_HD double s_exp(double x) { return exp(x); }
+SPLAT_HD float s_log(float x) { return logf(x); }
+SPLAT_HD double s_log(double x) { return log(x); }
+SPLAT_HD float s_sqrt(float x) { return sqrtf(x); }
+SPLAT_HD double s_sqrt(double x) { return sqrt(x); }
+SPLAT_HD float s_ceil(float x) { return ceilf(x); }
+SPLAT_HD double s_ceil(double x) { return ceil(x); }
+SPLAT_HD float s_floor(float x) { return floorf(x); }
+SPLAT_HD double s_floor(double x) { return floor(x); }
+template <typename T> SPLAT_HD T s_min(T a, T b) { return a < b ? a : b; }
+template <typename T> SPLAT_HD T s_max(T a, T b) { return a > b ? a : b; }
+
+template <typename T> struct Vec2 { T x, y; };
+template <typename T> struct Vec3 { T x, y, z; };
+template <typename T> struct Vec4 { T w, x, y, z; };  // quaternion, w first
+// Symmetric 2x2 [[a, b], [b, c]]. As a gradient it holds d/da, d/db, d/dc with
+// b one parameter that appears in both off-diagonal entries.
+template <typename T> struct Sym2 { T a, b, c; };
+// Row-major 3x3.
+template <typename T> struct Mat3 {
+    T m[3][3];
+    SPLAT_HD T& operator()(int i, int j) { return m[i][j]; }
+    SPLAT_HD T operator()(int i, int j) const { return m[i][j]; }
+};
+
+template <typename T> SPLAT_HD Mat3<T> mat3_zero() {
+    Mat3<T> r;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) r.m[i][j] = T(0);
+    return r;
+}
+
+template <typename T> SPLAT_HD Mat3<T> matmul(const Mat3<T>& A, const Mat3<T>& B) {
+    Mat3<T> r;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) {
+            T s = T(0);
+            for (int k = 0; k < 3; ++k) s += A.m[i][k] * B.m[k][j];
+            r.m[i][j] = s;
+        }
+    return r;
+}
+
+template <typename T> SPLAT_HD Mat3<T> transpose(const Mat3<T>& A) {
+    Mat3<T> r;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) r.m[i][j] = A.m[j][i];
+    return r;
+}
+
+template <typename T> SPLAT_HD Vec3<T> matvec(const Mat3<T>& A, const Vec3<T>& v) {
+    return {A.m[0][0] * v.x + A.m[0][1] * v.y + A.m[0][2] * v.z,
+            A.m[1][0] * v.x + A.m[1][1] * v.y + A.m[1][2] * v.z,
+            A.m[2][0] * v.x + A.m[2][1] * v.y + A.m[2][2] * v.z};
+}
+
+// A^T v
+template <typename T> SPLAT_HD Vec3<T> matTvec(const Mat3<T>& A, const Vec3<T>& v) {
+    return {A.m[0][0] * v.x + A.m[1][0] * v.y + A.m[2][0] * v.z,
+            A.m[0][1] * v.x + A.m[1][1] * v.y + A.m[2][1] * v.z,
+            A.m[0][2] * v.x + A.m[1][2] * v.y + A.m[2][2] * v.z};
+}
+
+template <typename T> SPLAT_HD T dot3(const Vec3<T>& a, const Vec3<T>& b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+
+}  // namespace splat

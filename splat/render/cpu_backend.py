@@ -1,0 +1,115 @@
+"""The C++/OpenMP backend: autograd glue over the native kernels in cuda/cpu.
+
+Two autograd functions, as in the torch reference: projection (per Gaussian)
+and blending (per tile). The [C, N, 2] means2d tensor sits between them, so its
+``.grad`` is what densification reads.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..camera import Camera
+from ..store import GaussianStore
+from .native import build_extension
+
+
+def load_cpu_extension():
+    """Build or load the CPU extension (raises SplatError if it cannot be built)."""
+    return build_extension(
+        "cpu",
+        ["cpu/rasterize_cpu.cpp", "cpu/bindings.cpp"],
+        extra_cflags=["-O3", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+    )
+
+
+def _camera_args(cam: Camera):
+    return (cam.viewmat.contiguous(), cam.K.contiguous(), cam.width, cam.height, float(cam.near), float(cam.far))
+
+
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad.contiguous()
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, log_scales, quats, logits, sh, cam_args, sh_degree, antialiased):
+        ext = load_cpu_extension()
+        means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
+            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased
+        )
+        ctx.save_for_backward(means, log_scales, quats, logits, sh, radii)
+        ctx.args = (cam_args, sh_degree, antialiased)
+        ctx.mark_non_differentiable(extents, radii)
+        return means2d, conics, opac, colors, depths, extents, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_opac, v_colors, v_depths, _v_ext, _v_radii):
+        means, log_scales, quats, logits, sh, radii = ctx.saved_tensors
+        cam_args, sh_degree, antialiased = ctx.args
+        grads = load_cpu_extension().project_bwd(
+            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased, radii,
+            _zeros_if_none(v_means2d, means[:, :2]), _zeros_if_none(v_conics, means),
+            _zeros_if_none(v_opac, logits), _zeros_if_none(v_colors, means), _zeros_if_none(v_depths, logits),
+        )
+        return (*grads, None, None, None)
+
+
+class _Blend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels):
+        ext = load_cpu_extension()
+        color, alpha, depth_sum, last, offsets, ids, contrib, label_contrib = ext.rasterize_fwd(
+            means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels
+        )
+        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, offsets, ids, alpha, last)
+        ctx.mark_non_differentiable(contrib, label_contrib)
+        return color, alpha, depth_sum, contrib, label_contrib
+
+    @staticmethod
+    def backward(ctx, v_color, v_alpha, v_depth_sum, _v_contrib, _v_label):
+        means2d, conics, opac, colors, depths, extents, offsets, ids, alpha, last = ctx.saved_tensors
+        grads = load_cpu_extension().rasterize_bwd(
+            means2d, conics, opac, colors, depths, extents, offsets, ids, alpha, last,
+            _zeros_if_none(v_color, alpha.expand(*alpha.shape[:2], 3)), _zeros_if_none(v_alpha, alpha),
+            _zeros_if_none(v_depth_sum, alpha),
+        )
+        return (*grads, None, None, None, None, None, None)
+
+
+def rasterize_cpu(
+    store: GaussianStore,
+    cams: list[Camera],
+    sh_degree: int,
+    background: torch.Tensor,  # [C, 3]
+    antialiased: bool,
+    labels: torch.Tensor | None = None,  # [C, H, W]
+    num_labels: int = 0,
+) -> dict:
+    """Render a batch of cameras with the native CPU kernels. Returns RenderResult fields."""
+    if store.device.type != "cpu":
+        from ..errors import SplatError
+
+        raise SplatError(f"the cpu backend needs the store on the CPU, it is on {store.device}")
+    params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
+    projected = [_Project.apply(*params, _camera_args(cam), sh_degree, antialiased) for cam in cams]
+    means2d = torch.stack([p[0] for p in projected])  # [C, N, 2]
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    W, H = cams[0].width, cams[0].height
+    out = {k: [] for k in ("color", "alpha", "depth", "contributions", "label_contributions")}
+    for c, (_, conics, opac, colors, depths, extents, radii) in enumerate(projected):
+        lab = None if labels is None else labels[c].contiguous()
+        color, alpha, depth_sum, contrib, label_contrib = _Blend.apply(
+            means2d[c], conics, opac, colors, depths, extents, radii, W, H, lab, num_labels
+        )
+        out["color"].append(color + (1 - alpha) * background[c])
+        out["alpha"].append(alpha)
+        out["depth"].append(torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha)))
+        out["contributions"].append(contrib)
+        out["label_contributions"].append(label_contrib if labels is not None else None)
+    result = {k: torch.stack(v) if v[0] is not None else None for k, v in out.items()}
+    result["radii"] = torch.stack([p[6] for p in projected])
+    result["means2d"] = means2d
+    return result
