@@ -38,6 +38,20 @@ void pixel_range(const T* m, const T* e, int tx0, int ty0, int tw, int th, int& 
     py1 = std::min(ty0 + th - 1, int(s_ceil(m[1] + e[1] + T(0.5))));
 }
 
+// Columns [x_lo, x_hi) of tile row `py` (tile-local) that the Gaussian can reach,
+// rounded out to whole groups of 8 so the pixel loop runs full vectors.
+template <typename T>
+bool row_columns(const RowSpans<T>& spans, int py, int tx0, int tw, int& x_lo, int& x_hi) {
+    int x0, x1;
+    if (!spans.columns(py, x0, x1)) return false;
+    x0 = std::max(x0, tx0) - tx0;
+    x1 = std::min(x1, tx0 + tw - 1) - tx0;
+    if (x0 > x1) return false;
+    x_lo = x0 & ~7;
+    x_hi = std::min(TILE, (x1 | 7) + 1);
+    return true;
+}
+
 template <typename T> struct Loaded {
     Vec2<T> mean2d;
     Sym2<T> conic;
@@ -138,6 +152,11 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
     }
 }
 
+// Both passes walk a tile's list one Gaussian at a time and, for each Gaussian,
+// the rows its box covers. Rows are always TILE pixels wide (the per-pixel state
+// lives in [TILE * TILE] arrays, phantom pixels past the image edge start done):
+// a fixed trip count and per-lane accumulators let the compiler vectorise the
+// pixel loop. Each pixel still sees the Gaussians strictly in list order.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                    const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
@@ -151,57 +170,75 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t t = 0; t < num_tiles; ++t) {
         const int tx0 = int(t % tiles_x) * TILE, ty0 = int(t / tiles_x) * TILE;
-        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0), P = tw * th;
-        T trans[TILE * TILE], col[TILE * TILE][3], dep[TILE * TILE];
-        int32_t lst[TILE * TILE];
-        bool done[TILE * TILE];
+        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0);
+        constexpr int P = TILE * TILE;
+        // state as floating point only (entry counts are exact in T): with one
+        // element type the pixel loop vectorises
+        T trans[P], c0[P], c1[P], c2[P], dep[P], lst[P], done[P], wbuf[TILE];
+        int n_live = 0;
         for (int p = 0; p < P; ++p) {
             trans[p] = T(1);
-            col[p][0] = col[p][1] = col[p][2] = dep[p] = T(0);
-            lst[p] = 0;
-            done[p] = false;
+            c0[p] = c1[p] = c2[p] = dep[p] = T(0);
+            lst[p] = T(0);
+            done[p] = (p % TILE < tw && p / TILE < th) ? T(0) : T(1);
+            n_live += done[p] == T(0);
         }
-        int n_done = 0;
         const int32_t start = offsets[t], end = offsets[t + 1];
-        for (int32_t k = start; k < end && n_done < P; ++k) {
+        for (int32_t k = start; k < end && n_live > 0; ++k) {
             const int32_t g = ids[k];
             const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
             int px0, px1, py0, py1;
             pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
-            T w_sum = 0;
-            for (int py = py0; py <= py1; ++py)
-                for (int px = px0; px <= px1; ++px) {
-                    const int p = (py - ty0) * tw + (px - tx0);
-                    if (done[p]) continue;
-                    T a;
-                    if (!gaussian_alpha(L.conic, L.mean2d, L.opacity, T(px) + T(0.5), T(py) + T(0.5), a)) continue;
-                    const T next = trans[p] * (T(1) - a);
-                    if (next < T(T_MIN)) {
-                        done[p] = true;
-                        ++n_done;
-                        continue;
-                    }
-                    const T w = a * trans[p];
-                    col[p][0] += w * L.color[0];
-                    col[p][1] += w * L.color[1];
-                    col[p][2] += w * L.color[2];
+            const int32_t entry = k - start + 1;
+            const RowSpans<T> spans(L.conic, L.mean2d, L.opacity);
+            T w_lane[TILE] = {}, stop_lane[TILE] = {};
+            const T ent = T(entry);
+            for (int py = py0; py <= py1; ++py) {
+                int x_lo, x_hi;
+                if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
+                const T dy = T(py) + T(0.5) - L.mean2d.y;
+                const int row = (py - ty0) * TILE;
+                for (int x = x_lo; x < x_hi; ++x) {
+                    const int p = row + x;
+                    T a = alpha_taken(L.opacity, gaussian_sigma(L.conic, T(tx0 + x) + T(0.5) - L.mean2d.x, dy));
+                    a = done[p] == T(0) ? a : T(0);
+                    const T tr = trans[p];
+                    const T stop = blend_stops(tr * (T(1) - a)) ? T(1) : T(0);
+                    a = stop > T(0) ? T(0) : a;  // a is now the alpha taken (0: nothing changes)
+                    const T w = a * tr;
+                    c0[p] += w * L.color[0];
+                    c1[p] += w * L.color[1];
+                    c2[p] += w * L.color[2];
                     dep[p] += w * L.depth;
-                    trans[p] = next;
-                    lst[p] = k - start + 1;
-                    w_sum += w;
-                    if (labels) pair_label[size_t(k) * num_labels + labels[int64_t(py) * width + px]] += w;
+                    trans[p] = tr * (T(1) - a);
+                    lst[p] = a > T(0) ? ent : lst[p];
+                    done[p] = stop > T(0) ? T(1) : done[p];
+                    stop_lane[x] += stop;
+                    w_lane[x] += w;
+                    wbuf[x] = w;
                 }
+                if (labels)
+                    for (int x = x_lo; x < std::min(x_hi, tw); ++x)
+                        pair_label[size_t(k) * num_labels + labels[int64_t(py) * width + tx0 + x]] += wbuf[x];
+            }
+            T w_sum = 0;
+            for (int x = 0; x < TILE; ++x) {
+                w_sum += w_lane[x];
+                n_live -= int(stop_lane[x]);
+            }
             pair_w[k] = w_sum;
         }
-        for (int p = 0; p < P; ++p) {
-            const int64_t pix = int64_t(ty0 + p / tw) * width + tx0 + p % tw;
-            color[3 * pix] = col[p][0];
-            color[3 * pix + 1] = col[p][1];
-            color[3 * pix + 2] = col[p][2];
-            alpha[pix] = T(1) - trans[p];
-            depth_sum[pix] = dep[p];
-            last[pix] = lst[p];
-        }
+        for (int y = 0; y < th; ++y)
+            for (int x = 0; x < tw; ++x) {
+                const int p = y * TILE + x;
+                const int64_t pix = int64_t(ty0 + y) * width + tx0 + x;
+                color[3 * pix] = c0[p];
+                color[3 * pix + 1] = c1[p];
+                color[3 * pix + 2] = c2[p];
+                alpha[pix] = T(1) - trans[p];
+                depth_sum[pix] = dep[p];
+                last[pix] = int32_t(lst[p]);
+            }
     }
     // per-Gaussian sums in pair order: fixed order, so bitwise reproducible
     std::fill(contributions, contributions + N, T(0));
@@ -225,49 +262,77 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t t = 0; t < num_tiles; ++t) {
         const int tx0 = int(t % tiles_x) * TILE, ty0 = int(t / tiles_x) * TILE;
-        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0), P = tw * th;
-        PixelGrad<T> pg[TILE * TILE];
-        PixelBack<T> st[TILE * TILE];
-        int32_t lst[TILE * TILE];
+        const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0);
+        constexpr int P = TILE * TILE;
+        // incoming gradients and back-walk state per pixel (phantom pixels: last = 0)
+        T g0[P] = {}, g1[P] = {}, g2[P] = {}, gd[P] = {}, ga[P] = {}, tf[P] = {};
+        T trans[P] = {}, s0[P] = {}, s1[P] = {}, s2[P] = {}, sd[P] = {}, lst[P] = {};
         int32_t max_last = 0;
-        for (int p = 0; p < P; ++p) {
-            const int64_t pix = int64_t(ty0 + p / tw) * width + tx0 + p % tw;
-            const T Tf = T(1) - alpha[pix];
-            pg[p] = {{v_color[3 * pix], v_color[3 * pix + 1], v_color[3 * pix + 2]}, v_depth_sum[pix], v_alpha[pix], Tf};
-            st[p] = {Tf, {0, 0, 0}, 0};
-            lst[p] = last[pix];
-            max_last = std::max(max_last, lst[p]);
-        }
+        for (int y = 0; y < th; ++y)
+            for (int x = 0; x < tw; ++x) {
+                const int p = y * TILE + x;
+                const int64_t pix = int64_t(ty0 + y) * width + tx0 + x;
+                g0[p] = v_color[3 * pix];
+                g1[p] = v_color[3 * pix + 1];
+                g2[p] = v_color[3 * pix + 2];
+                gd[p] = v_depth_sum[pix];
+                ga[p] = v_alpha[pix];
+                tf[p] = trans[p] = T(1) - alpha[pix];
+                lst[p] = T(last[pix]);
+                max_last = std::max(max_last, last[pix]);
+            }
         const int32_t start = offsets[t];
         for (int32_t j = max_last - 1; j >= 0; --j) {
             const int32_t k = start + j, g = ids[k];
+            const T jt = T(j);
             const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
+            // plain locals: the vectoriser does not look through struct members here
+            const Sym2<T> conic = L.conic;
+            const T op = L.opacity, mx = L.mean2d.x, cr = L.color[0], cg = L.color[1], cb = L.color[2], z = L.depth;
             int px0, px1, py0, py1;
             pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
-            Sym2<T> v_conic = {0, 0, 0};
-            Vec2<T> v_m = {0, 0};
-            T v_o = 0, v_c[3] = {0, 0, 0}, v_z = 0;
-            for (int py = py0; py <= py1; ++py)
-                for (int px = px0; px <= px1; ++px) {
-                    const int p = (py - ty0) * tw + (px - tx0);
-                    if (j >= lst[p]) continue;
-                    const T fx = T(px) + T(0.5), fy = T(py) + T(0.5);
-                    T a;
-                    if (!gaussian_alpha(L.conic, L.mean2d, L.opacity, fx, fy, a)) continue;
-                    T vc[3], vz;
-                    const T va = blend_step_vjp(pg[p], st[p], a, L.color, L.depth, vc, vz);
-                    v_c[0] += vc[0];
-                    v_c[1] += vc[1];
-                    v_c[2] += vc[2];
-                    v_z += vz;
-                    gaussian_alpha_vjp(L.conic, L.mean2d, L.opacity, fx, fy, va, v_conic, v_m, v_o);
+            const RowSpans<T> spans(conic, L.mean2d, op);
+            // per-lane gradient sums, added up in a fixed order at the end
+            T l_ca[TILE] = {}, l_cb[TILE] = {}, l_cc[TILE] = {}, l_mx[TILE] = {}, l_my[TILE] = {};
+            T l_o[TILE] = {}, l_c0[TILE] = {}, l_c1[TILE] = {}, l_c2[TILE] = {}, l_z[TILE] = {};
+            for (int py = py0; py <= py1; ++py) {
+                int x_lo, x_hi;
+                if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
+                const T dy = T(py) + T(0.5) - L.mean2d.y;
+                const int row = (py - ty0) * TILE;
+                for (int x = x_lo; x < x_hi; ++x) {
+                    const int p = row + x;
+                    const T dx = T(tx0 + x) + T(0.5) - mx;
+                    // a pixel that does not take this Gaussian sees alpha 0: no state change, no gradient
+                    const T sigma = gaussian_sigma(conic, dx, dy), G = blend_exp(-sigma);
+                    // pixels that ended before this Gaussian see opacity 0 (written so, it vectorises)
+                    const T o_p = jt < lst[p] ? op : T(0);
+                    const T a = alpha_taken_g(o_p, sigma, G);
+                    T tr = trans[p], a0 = s0[p], a1 = s1[p], a2 = s2[p], ad = sd[p], w;
+                    T va = blend_step_vjp_s(g0[p], g1[p], g2[p], gd[p], ga[p], tf[p], tr, a0, a1, a2, ad, a, cr, cg, cb,
+                                            z, w);
+                    va = a > T(0) ? va : T(0);
+                    va = alpha_grad_passes(op, G) ? va : T(0);
+                    trans[p] = tr;
+                    s0[p] = a0;
+                    s1[p] = a1;
+                    s2[p] = a2;
+                    sd[p] = ad;
+                    l_c0[x] += w * g0[p];
+                    l_c1[x] += w * g1[p];
+                    l_c2[x] += w * g2[p];
+                    l_z[x] += w * gd[p];
+                    gaussian_alpha_vjp_g(conic, op, G, dx, dy, va, l_ca[x], l_cb[x], l_cc[x], l_mx[x], l_my[x], l_o[x]);
                 }
+            }
             T* out = &pair_grad[size_t(k) * G];
-            out[0] = v_m.x; out[1] = v_m.y;
-            out[2] = v_conic.a; out[3] = v_conic.b; out[4] = v_conic.c;
-            out[5] = v_o;
-            out[6] = v_c[0]; out[7] = v_c[1]; out[8] = v_c[2];
-            out[9] = v_z;
+            for (int x = 0; x < TILE; ++x) {
+                out[0] += l_mx[x]; out[1] += l_my[x];
+                out[2] += l_ca[x]; out[3] += l_cb[x]; out[4] += l_cc[x];
+                out[5] += l_o[x];
+                out[6] += l_c0[x]; out[7] += l_c1[x]; out[8] += l_c2[x];
+                out[9] += l_z[x];
+            }
         }
     }
     std::fill(v_means2d, v_means2d + 2 * N, T(0));

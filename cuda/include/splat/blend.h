@@ -11,32 +11,91 @@
 
 namespace splat {
 
+// sigma = 0.5 d^T conic d for d = (dx, dy) = pixel centre - mean2d.
+template <typename T> SPLAT_HD T gaussian_sigma(const Sym2<T>& conic, T dx, T dy) {
+    return T(0.5) * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
+}
+
+// The same with G = exp(-sigma) given (backward passes reuse G).
+template <typename T> SPLAT_HD T alpha_taken_g(T opacity, T sigma, T G) {
+    const T a = s_min(T(ALPHA_MAX), opacity * G);
+    const T a1 = sigma >= T(0) ? a : T(0);
+    return a1 >= T(ALPHA_MIN) ? a1 : T(0);
+}
+
+// The alpha a pixel takes from a Gaussian at sigma: min(0.99, o exp(-sigma)),
+// or 0 when the Gaussian is skipped there (sigma < 0 or alpha < 1/255).
+// Written as float selects so that CPU loops over pixels vectorise.
+template <typename T> SPLAT_HD T alpha_taken(T opacity, T sigma) {
+    return alpha_taken_g(opacity, sigma, blend_exp(-sigma));
+}
+
+// A pixel stops before a Gaussian that would bring its transmittance below T_MIN.
+template <typename T> SPLAT_HD bool blend_stops(T trans_after) { return trans_after < T(T_MIN); }
+
+// Row spans of the region where a Gaussian can reach alpha >= 1/255:
+// sigma(dx, dy) <= ln(255 o). Set up once per Gaussian, queried per row.
+// Culling only: alpha is still evaluated exactly inside the span.
+template <typename T> struct RowSpans {
+    T inv_a, b, c, level, mx, my, a;
+    SPLAT_HD RowSpans(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity)
+        : inv_a(T(1) / conic.a), b(conic.b), c(conic.c), level(s_log(s_max(opacity / T(ALPHA_MIN), T(1)))),
+          mx(mean2d.x), my(mean2d.y), a(conic.a) {}
+    // Pixel columns [x0, x1] of pixel row py, widened by one pixel against
+    // rounding. Returns false if the row has none.
+    SPLAT_HD bool columns(int py, int& x0, int& x1) const {
+        const T dy = T(py) + T(0.5) - my;
+        // 0.5 a dx^2 + b dy dx + (0.5 c dy^2 - level) <= 0
+        const T disc = b * b * dy * dy - a * (c * dy * dy - 2 * level);
+        if (!(disc >= 0) || !(a > 0)) return false;
+        const T r = s_sqrt(disc) * inv_a, centre = mx - b * dy * inv_a;
+        x0 = int(s_floor(centre - r - T(1.5)));
+        x1 = int(s_ceil(centre + r + T(0.5)));
+        return true;
+    }
+};
+
 // Alpha of one Gaussian at a pixel centre (px, py). Returns false if skipped.
 template <typename T>
 SPLAT_HD bool gaussian_alpha(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity, T px, T py, T& alpha) {
-    const T dx = px - mean2d.x, dy = py - mean2d.y;
-    const T sigma = T(0.5) * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
-    if (sigma < 0) return false;
-    alpha = s_min(T(ALPHA_MAX), opacity * s_exp(-sigma));
-    return alpha >= T(ALPHA_MIN);
+    alpha = alpha_taken(opacity, gaussian_sigma(conic, px - mean2d.x, py - mean2d.y));
+    return alpha > T(0);
 }
 
-// VJP of gaussian_alpha (for a Gaussian that was not skipped): v_alpha ->
-// accumulates v_conic, v_mean2d, v_opacity.
+// Whether alpha = min(0.99, o G) passes a gradient: not where it is clamped (as torch.clamp).
+template <typename T> SPLAT_HD bool alpha_grad_passes(T opacity, T G) { return !(opacity * G > T(ALPHA_MAX)); }
+
+// Core of the alpha VJP with G = exp(-sigma) given and v_alpha already zero
+// where alpha_grad_passes is false.
+template <typename T>
+SPLAT_HD void gaussian_alpha_vjp_g(const Sym2<T>& conic, T opacity, T G, T dx, T dy, T va, T& v_ca, T& v_cb, T& v_cc,
+                                   T& v_mx, T& v_my, T& v_o) {
+    v_o += G * va;
+    const T v_sigma = -opacity * G * va;
+    v_ca += T(0.5) * dx * dx * v_sigma;
+    v_cb += dx * dy * v_sigma;
+    v_cc += T(0.5) * dy * dy * v_sigma;
+    v_mx -= (conic.a * dx + conic.b * dy) * v_sigma;
+    v_my -= (conic.b * dx + conic.c * dy) * v_sigma;
+}
+
+// VJP of alpha_taken o gaussian_sigma (for a Gaussian that counts at the
+// pixel): v_alpha -> accumulates v_conic (a, b, c), v_mean2d (x, y), v_opacity.
+// Scalar references so that CPU loops over pixels vectorise.
+template <typename T>
+SPLAT_HD void gaussian_alpha_vjp_d(const Sym2<T>& conic, T opacity, T dx, T dy, T v_alpha, T& v_ca, T& v_cb, T& v_cc,
+                                   T& v_mx, T& v_my, T& v_o) {
+    const T G = blend_exp(-gaussian_sigma(conic, dx, dy));
+    gaussian_alpha_vjp_g(conic, opacity, G, dx, dy, alpha_grad_passes(opacity, G) ? v_alpha : T(0), v_ca, v_cb, v_cc,
+                         v_mx, v_my, v_o);
+}
+
+// The same with the pixel centre and structs (for per-pixel kernels).
 template <typename T>
 SPLAT_HD void gaussian_alpha_vjp(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity, T px, T py, T v_alpha,
                                  Sym2<T>& v_conic, Vec2<T>& v_mean2d, T& v_opacity) {
-    const T dx = px - mean2d.x, dy = py - mean2d.y;
-    const T sigma = T(0.5) * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
-    const T G = s_exp(-sigma);
-    if (opacity * G > T(ALPHA_MAX)) return;  // clamped: no gradient (as torch.clamp)
-    v_opacity += G * v_alpha;
-    const T v_sigma = -opacity * G * v_alpha;
-    v_conic.a += T(0.5) * dx * dx * v_sigma;
-    v_conic.b += dx * dy * v_sigma;
-    v_conic.c += T(0.5) * dy * dy * v_sigma;
-    v_mean2d.x -= (conic.a * dx + conic.b * dy) * v_sigma;
-    v_mean2d.y -= (conic.b * dx + conic.c * dy) * v_sigma;
+    gaussian_alpha_vjp_d(conic, opacity, px - mean2d.x, py - mean2d.y, v_alpha, v_conic.a, v_conic.b, v_conic.c,
+                         v_mean2d.x, v_mean2d.y, v_opacity);
 }
 
 // Gradients arriving at one pixel.
@@ -54,22 +113,35 @@ template <typename T> struct PixelBack {
     T depth;     // sum of w_j z_j over the Gaussians behind
 };
 
-// VJP of one blend step, walking back to front. Updates the state to the
-// transmittance before this Gaussian; returns v_alpha, writes v_color, v_depth.
+// VJP of one blend step, walking back to front, on scalars: g_* are the
+// pixel's incoming gradients, (trans, s0, s1, s2, sd) its back-walk state, which
+// is moved to before this Gaussian. Returns v_alpha; w is the Gaussian's weight
+// (its colour gradient is w * g_color, its depth gradient w * g_depth).
+template <typename T>
+SPLAT_HD T blend_step_vjp_s(T g0, T g1, T g2, T gd, T ga, T T_final, T& trans, T& s0, T& s1, T& s2, T& sd, T alpha, T c0,
+                            T c1, T c2, T depth, T& w) {
+    const T ra = T(1) / (T(1) - alpha);
+    const T Ti = trans * ra;  // transmittance before this Gaussian
+    w = alpha * Ti;
+    const T v_alpha = ga * T_final * ra + gd * (depth * Ti - sd * ra) + g0 * (c0 * Ti - s0 * ra) +
+                      g1 * (c1 * Ti - s1 * ra) + g2 * (c2 * Ti - s2 * ra);
+    s0 += w * c0;
+    s1 += w * c1;
+    s2 += w * c2;
+    sd += w * depth;
+    trans = Ti;
+    return v_alpha;
+}
+
+// The same over the structs (for per-pixel kernels).
 template <typename T>
 SPLAT_HD T blend_step_vjp(const PixelGrad<T>& g, PixelBack<T>& st, T alpha, const T* color, T depth, T* v_color, T& v_depth) {
-    const T ra = T(1) / (T(1) - alpha);
-    const T Ti = st.trans * ra;  // transmittance before this Gaussian
-    const T w = alpha * Ti;
-    T v_alpha = g.alpha * g.T_final * ra + g.depth * (depth * Ti - st.depth * ra);
-    for (int ch = 0; ch < 3; ++ch) {
-        v_color[ch] = w * g.color[ch];
-        v_alpha += g.color[ch] * (color[ch] * Ti - st.color[ch] * ra);
-        st.color[ch] += w * color[ch];
-    }
+    T w;
+    const T v_alpha = blend_step_vjp_s(g.color[0], g.color[1], g.color[2], g.depth, g.alpha, g.T_final, st.trans,
+                                       st.color[0], st.color[1], st.color[2], st.depth, alpha, color[0], color[1],
+                                       color[2], depth, w);
+    for (int ch = 0; ch < 3; ++ch) v_color[ch] = w * g.color[ch];
     v_depth = w * g.depth;
-    st.depth += w * depth;
-    st.trans = Ti;
     return v_alpha;
 }
 
