@@ -150,7 +150,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     }
     auto opt = means2d.options();
     auto color = out({height, width, 3}, opt), alpha = out({height, width, 1}, opt);
-    auto depth_sum = out({height, width, 1}, opt);
+    auto depth_sum = out({height, width, 1}, opt), trans_final = out({height, width, 1}, opt);
     auto last = out({height, width}, opt.dtype(at::kInt));
     auto contrib = out({N}, opt);
     auto label_contrib = out({lab ? num_labels : 0, N}, opt);
@@ -163,26 +163,26 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), offsets, ids,
             int(width), int(height), lab, int(num_labels), color.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(),
-            depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
+            trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
             lab ? label_contrib.data_ptr<scalar_t>() : nullptr);
     });
     auto off_t = torch::empty({int64_t(offsets.size())}, torch::kInt);
     auto ids_t = torch::empty({int64_t(ids.size())}, torch::kInt);
     std::copy(offsets.begin(), offsets.end(), off_t.data_ptr<int32_t>());
     std::copy(ids.begin(), ids.end(), ids_t.data_ptr<int32_t>());
-    return {color, alpha, depth_sum, last, off_t, ids_t, contrib, label_contrib};
+    return {color, alpha, depth_sum, trans_final, last, off_t, ids_t, contrib, label_contrib};
 }
 
 std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
-                                         torch::Tensor offsets, torch::Tensor ids, torch::Tensor alpha,
+                                         torch::Tensor offsets, torch::Tensor ids, torch::Tensor trans_final,
                                          torch::Tensor last, torch::Tensor v_color, torch::Tensor v_alpha,
                                          torch::Tensor v_depth_sum) {
     Projection P{means2d, conics, opacities, colors, depths, extents};
     P.check_all();
-    const int64_t N = P.N(), H = alpha.size(0), W = alpha.size(1);
+    const int64_t N = P.N(), H = trans_final.size(0), W = trans_final.size(1);
     const auto dt = means2d.scalar_type();
-    check(alpha, "alpha", dt, {H, W, 1});
+    check(trans_final, "trans_final", dt, {H, W, 1});
     check(last, "last", at::kInt, {H, W});
     check(offsets, "tile_offsets", at::kInt, {-1});
     check(ids, "tile_ids", at::kInt, {-1});
@@ -198,7 +198,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
-            offsets.data_ptr<int32_t>(), tiles, ids.data_ptr<int32_t>(), int(W), int(H), alpha.data_ptr<scalar_t>(),
+            offsets.data_ptr<int32_t>(), tiles, ids.data_ptr<int32_t>(), int(W), int(H), trans_final.data_ptr<scalar_t>(),
             last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
             v_depth_sum.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
             v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>());

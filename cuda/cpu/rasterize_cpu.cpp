@@ -160,8 +160,8 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                    const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
-                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* depth_sum, int32_t* last,
-                   T* contributions, T* label_contrib) {
+                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   int32_t* last, T* contributions, T* label_contrib) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
     const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
     const size_t pairs = ids.size();
@@ -236,6 +236,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                 color[3 * pix + 1] = c1[p];
                 color[3 * pix + 2] = c2[p];
                 alpha[pix] = T(1) - trans[p];
+                trans_final[pix] = trans[p];  // kept as is: 1 - alpha loses digits when T is small
                 depth_sum[pix] = dep[p];
                 last[pix] = int32_t(lst[p]);
             }
@@ -253,7 +254,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                     const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
-                    const T* alpha, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
+                    const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
                     T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
     const int tiles_x = (width + TILE - 1) / TILE;
     const size_t pairs = size_t(offsets[num_tiles]);
@@ -277,7 +278,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 g2[p] = v_color[3 * pix + 2];
                 gd[p] = v_depth_sum[pix];
                 ga[p] = v_alpha[pix];
-                tf[p] = trans[p] = T(1) - alpha[pix];
+                tf[p] = trans[p] = trans_final[pix];
                 lst[p] = T(last[pix]);
                 max_last = std::max(max_last, last[pix]);
             }
@@ -366,7 +367,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                                    std::vector<int32_t>&, std::vector<int32_t>&);                                         \
     template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
                                    const std::vector<int32_t>&, const std::vector<int32_t>&, int, int, const int64_t*,    \
-                                   int, T*, T*, T*, int32_t*, T*, T*);                                                    \
+                                   int, T*, T*, T*, T*, int32_t*, T*, T*);                                                    \
     template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*, const int32_t*,  \
                                     int64_t, const int32_t*, int, int, const T*, const int32_t*, const T*, const T*,      \
                                     const T*, T*, T*, T*, T*, T*);

@@ -30,20 +30,21 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
                    int height, std::vector<int32_t>& offsets, std::vector<int32_t>& ids);
 
 // Front-to-back blend. Writes color [H*W*3] (without background), alpha [H*W],
+// trans_final [H*W] (the T left, kept apart from alpha for the backward pass),
 // depth_sum [H*W], last [H*W] (list entries up to the last included Gaussian),
 // contributions [N] (sum of alpha*T), and label_contrib [L*N] if labels != null.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                    const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
-                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* depth_sum, int32_t* last,
-                   T* contributions, T* label_contrib);
+                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   int32_t* last, T* contributions, T* label_contrib);
 
 // Back-to-front VJP of blend_forward. Gradients per Gaussian are written into
 // v_* arrays of size N (zeroed here).
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                     const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
-                    const T* alpha, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
+                    const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
                     T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths);
 
 }  // namespace cpu

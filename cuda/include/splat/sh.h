@@ -8,9 +8,12 @@ namespace splat {
 
 constexpr double SH_C0 = 0.28209479177387814;
 constexpr double SH_C1 = 0.4886025119029199;
-constexpr double SH_C2[5] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396};
-constexpr double SH_C3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-                             -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
+// scalars, not arrays: constexpr arrays are not readable in device code
+constexpr double SH_C2_0 = 1.0925484305920792, SH_C2_1 = -1.0925484305920792, SH_C2_2 = 0.31539156525252005,
+                 SH_C2_3 = -1.0925484305920792, SH_C2_4 = 0.5462742152960396;
+constexpr double SH_C3_0 = -0.5900435899266435, SH_C3_1 = 2.890611442640554, SH_C3_2 = -0.4570457994644658,
+                 SH_C3_3 = 0.3731763325901154, SH_C3_4 = -0.4570457994644658, SH_C3_5 = 1.445305721320277,
+                 SH_C3_6 = -0.5900435899266435;
 
 // Basis values at a unit direction; fills (degree+1)^2 entries of b.
 template <typename T> SPLAT_HD void sh_basis(int degree, const Vec3<T>& d, T* b) {
@@ -22,19 +25,19 @@ template <typename T> SPLAT_HD void sh_basis(int degree, const Vec3<T>& d, T* b)
     b[3] = -T(SH_C1) * x;
     if (degree < 2) return;
     const T xx = x * x, yy = y * y, zz = z * z;
-    b[4] = T(SH_C2[0]) * x * y;
-    b[5] = T(SH_C2[1]) * y * z;
-    b[6] = T(SH_C2[2]) * (2 * zz - xx - yy);
-    b[7] = T(SH_C2[3]) * x * z;
-    b[8] = T(SH_C2[4]) * (xx - yy);
+    b[4] = T(SH_C2_0) * x * y;
+    b[5] = T(SH_C2_1) * y * z;
+    b[6] = T(SH_C2_2) * (2 * zz - xx - yy);
+    b[7] = T(SH_C2_3) * x * z;
+    b[8] = T(SH_C2_4) * (xx - yy);
     if (degree < 3) return;
-    b[9] = T(SH_C3[0]) * y * (3 * xx - yy);
-    b[10] = T(SH_C3[1]) * x * y * z;
-    b[11] = T(SH_C3[2]) * y * (4 * zz - xx - yy);
-    b[12] = T(SH_C3[3]) * z * (2 * zz - 3 * xx - 3 * yy);
-    b[13] = T(SH_C3[4]) * x * (4 * zz - xx - yy);
-    b[14] = T(SH_C3[5]) * z * (xx - yy);
-    b[15] = T(SH_C3[6]) * x * (xx - 3 * yy);
+    b[9] = T(SH_C3_0) * y * (3 * xx - yy);
+    b[10] = T(SH_C3_1) * x * y * z;
+    b[11] = T(SH_C3_2) * y * (4 * zz - xx - yy);
+    b[12] = T(SH_C3_3) * z * (2 * zz - 3 * xx - 3 * yy);
+    b[13] = T(SH_C3_4) * x * (4 * zz - xx - yy);
+    b[14] = T(SH_C3_5) * z * (xx - yy);
+    b[15] = T(SH_C3_6) * x * (xx - 3 * yy);
 }
 
 // Gradient of each basis function with respect to (x, y, z), treating them as
@@ -49,19 +52,19 @@ template <typename T> SPLAT_HD void sh_basis_grad(int degree, const Vec3<T>& d, 
     g[3] = {-c1, 0, 0};
     if (degree < 2) return;
     const T xx = x * x, yy = y * y, zz = z * z;
-    g[4] = {T(SH_C2[0]) * y, T(SH_C2[0]) * x, 0};
-    g[5] = {0, T(SH_C2[1]) * z, T(SH_C2[1]) * y};
-    g[6] = {-2 * T(SH_C2[2]) * x, -2 * T(SH_C2[2]) * y, 4 * T(SH_C2[2]) * z};
-    g[7] = {T(SH_C2[3]) * z, 0, T(SH_C2[3]) * x};
-    g[8] = {2 * T(SH_C2[4]) * x, -2 * T(SH_C2[4]) * y, 0};
+    g[4] = {T(SH_C2_0) * y, T(SH_C2_0) * x, 0};
+    g[5] = {0, T(SH_C2_1) * z, T(SH_C2_1) * y};
+    g[6] = {-2 * T(SH_C2_2) * x, -2 * T(SH_C2_2) * y, 4 * T(SH_C2_2) * z};
+    g[7] = {T(SH_C2_3) * z, 0, T(SH_C2_3) * x};
+    g[8] = {2 * T(SH_C2_4) * x, -2 * T(SH_C2_4) * y, 0};
     if (degree < 3) return;
-    g[9] = {6 * T(SH_C3[0]) * x * y, T(SH_C3[0]) * (3 * xx - 3 * yy), 0};
-    g[10] = {T(SH_C3[1]) * y * z, T(SH_C3[1]) * x * z, T(SH_C3[1]) * x * y};
-    g[11] = {-2 * T(SH_C3[2]) * x * y, T(SH_C3[2]) * (4 * zz - xx - 3 * yy), 8 * T(SH_C3[2]) * y * z};
-    g[12] = {-6 * T(SH_C3[3]) * x * z, -6 * T(SH_C3[3]) * y * z, T(SH_C3[3]) * (6 * zz - 3 * xx - 3 * yy)};
-    g[13] = {T(SH_C3[4]) * (4 * zz - 3 * xx - yy), -2 * T(SH_C3[4]) * x * y, 8 * T(SH_C3[4]) * x * z};
-    g[14] = {2 * T(SH_C3[5]) * x * z, -2 * T(SH_C3[5]) * y * z, T(SH_C3[5]) * (xx - yy)};
-    g[15] = {T(SH_C3[6]) * (3 * xx - 3 * yy), -6 * T(SH_C3[6]) * x * y, 0};
+    g[9] = {6 * T(SH_C3_0) * x * y, T(SH_C3_0) * (3 * xx - 3 * yy), 0};
+    g[10] = {T(SH_C3_1) * y * z, T(SH_C3_1) * x * z, T(SH_C3_1) * x * y};
+    g[11] = {-2 * T(SH_C3_2) * x * y, T(SH_C3_2) * (4 * zz - xx - 3 * yy), 8 * T(SH_C3_2) * y * z};
+    g[12] = {-6 * T(SH_C3_3) * x * z, -6 * T(SH_C3_3) * y * z, T(SH_C3_3) * (6 * zz - 3 * xx - 3 * yy)};
+    g[13] = {T(SH_C3_4) * (4 * zz - 3 * xx - yy), -2 * T(SH_C3_4) * x * y, 8 * T(SH_C3_4) * x * z};
+    g[14] = {2 * T(SH_C3_5) * x * z, -2 * T(SH_C3_5) * y * z, T(SH_C3_5) * (xx - yy)};
+    g[15] = {T(SH_C3_6) * (3 * xx - 3 * yy), -6 * T(SH_C3_6) * x * y, 0};
 }
 
 // Colour of one Gaussian seen from camera centre `campos`.
