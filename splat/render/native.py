@@ -26,9 +26,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPLAT_CACHE", Path.home() / ".cache" / "splat"))
 
 
+def _machine_id() -> str:
+    """CPU model and flags: builds use -march=native, so a cache is per CPU kind."""
+    import platform
+
+    text = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                text += line
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        pass
+    return text
+
+
 def _source_hash(files: list[Path], flags: list[str]) -> str:
     h = hashlib.sha256()
     h.update(torch.__version__.encode())
+    h.update(_machine_id().encode())
     h.update(" ".join(flags).encode())
     for f in sorted(files):
         h.update(str(f.relative_to(CUDA_DIR)).encode())

@@ -67,13 +67,19 @@ template <typename T> SPLAT_HD void sh_basis_grad(int degree, const Vec3<T>& d, 
     g[15] = {T(SH_C3_6) * (3 * xx - 3 * yy), -6 * T(SH_C3_6) * x * y, 0};
 }
 
+// Unit direction from the camera centre to the mean; inv = 1 / distance.
+template <typename T> SPLAT_HD Vec3<T> view_dir(const Vec3<T>& mean, const Vec3<T>& campos, T& inv) {
+    const Vec3<T> d = {mean.x - campos.x, mean.y - campos.y, mean.z - campos.z};
+    inv = T(1) / s_sqrt(dot3(d, d));
+    return {d.x * inv, d.y * inv, d.z * inv};
+}
+
 // Colour of one Gaussian seen from camera centre `campos`.
 // coeffs: [K][3] with K >= (degree+1)^2, channel innermost. raw: colour before the clamp.
 template <typename T>
 SPLAT_HD Vec3<T> sh_to_color(int degree, const T* coeffs, const Vec3<T>& mean, const Vec3<T>& campos, Vec3<T>& raw) {
-    Vec3<T> d = {mean.x - campos.x, mean.y - campos.y, mean.z - campos.z};
-    const T inv = T(1) / s_sqrt(dot3(d, d));
-    d = {d.x * inv, d.y * inv, d.z * inv};
+    T inv;
+    const Vec3<T> d = view_dir(mean, campos, inv);
     T b[16];
     sh_basis(degree, d, b);
     const int n = (degree + 1) * (degree + 1);
@@ -93,9 +99,8 @@ SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, 
                               const Vec3<T>& v_color, T* v_coeffs, Vec3<T>& v_mean) {
     // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
     const T vr = raw.x >= 0 ? v_color.x : T(0), vg = raw.y >= 0 ? v_color.y : T(0), vb = raw.z >= 0 ? v_color.z : T(0);
-    Vec3<T> d = {mean.x - campos.x, mean.y - campos.y, mean.z - campos.z};
-    const T inv = T(1) / s_sqrt(dot3(d, d));
-    d = {d.x * inv, d.y * inv, d.z * inv};
+    T inv;
+    const Vec3<T> d = view_dir(mean, campos, inv);
     T b[16];
     sh_basis(degree, d, b);
     const int n = (degree + 1) * (degree + 1);
