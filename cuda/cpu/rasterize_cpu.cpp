@@ -38,8 +38,10 @@ void pixel_range(const T* m, const T* e, int tx0, int ty0, int tw, int th, int& 
     py1 = std::min(ty0 + th - 1, int(s_ceil(m[1] + e[1] + T(0.5))));
 }
 
+constexpr int CHUNK = 8;  // pixels per inner loop: one AVX2 vector of floats
+
 // Columns [x_lo, x_hi) of tile row `py` (tile-local) that the Gaussian can reach,
-// rounded out to whole groups of 8 so the pixel loop runs full vectors.
+// rounded out to whole chunks so the pixel loop runs full vectors.
 template <typename T>
 bool row_columns(const RowSpans<T>& spans, int py, int tx0, int tw, int& x_lo, int& x_hi) {
     int x0, x1;
@@ -47,9 +49,32 @@ bool row_columns(const RowSpans<T>& spans, int py, int tx0, int tw, int& x_lo, i
     x0 = std::max(x0, tx0) - tx0;
     x1 = std::min(x1, tx0 + tw - 1) - tx0;
     if (x0 > x1) return false;
-    x_lo = x0 & ~7;
-    x_hi = std::min(TILE, (x1 | 7) + 1);
+    x_lo = x0 - x0 % CHUNK;
+    x_hi = std::min(TILE, x1 - x1 % CHUNK + CHUNK);
     return true;
+}
+
+constexpr int MAX_CHUNKS = TILE * TILE / CHUNK;
+
+// The chunks (CHUNK pixels of one row) of a tile that a Gaussian can reach, in
+// row order: seg_p the tile-local index of the chunk's first pixel, seg_x the
+// x offset of its first pixel from the mean's frame origin (tx0 + column),
+// seg_dy the row's pixel-centre dy. Returns the count.
+template <typename T>
+int collect_chunks(const RowSpans<T>& spans, int py0, int py1, int tx0, int ty0, int tw, int* seg_p, T* seg_x, T* seg_dy) {
+    int n = 0;
+    for (int py = py0; py <= py1; ++py) {
+        int x_lo, x_hi;
+        if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
+        const T dy = T(py) + T(0.5) - spans.my;
+        for (int chunk = x_lo; chunk < x_hi; chunk += CHUNK) {
+            seg_p[n] = (py - ty0) * TILE + chunk;
+            seg_x[n] = T(tx0 + chunk);
+            seg_dy[n] = dy;
+            ++n;
+        }
+    }
+    return n;
 }
 
 template <typename T> struct Loaded {
@@ -174,7 +199,10 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
         constexpr int P = TILE * TILE;
         // state as floating point only (entry counts are exact in T): with one
         // element type the pixel loop vectorises
-        T trans[P], c0[P], c1[P], c2[P], dep[P], lst[P], done[P], wbuf[TILE];
+        T trans[P], c0[P], c1[P], c2[P], dep[P], lst[P], done[P], wbuf[CHUNK];
+        // per-Gaussian chunk list and alphas
+        int seg_p[MAX_CHUNKS];
+        T seg_x[MAX_CHUNKS], seg_dy[MAX_CHUNKS], abuf[MAX_CHUNKS][CHUNK];
         int n_live = 0;
         for (int p = 0; p < P; ++p) {
             trans[p] = T(1);
@@ -191,17 +219,20 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
             const int32_t entry = k - start + 1;
             const RowSpans<T> spans(L.conic, L.mean2d, L.opacity);
-            T w_lane[TILE] = {}, stop_lane[TILE] = {};
+            T w_lane[CHUNK] = {}, stop_lane[CHUNK] = {};
             const T ent = T(entry);
-            for (int py = py0; py <= py1; ++py) {
-                int x_lo, x_hi;
-                if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
-                const T dy = T(py) + T(0.5) - L.mean2d.y;
-                const int row = (py - ty0) * TILE;
-                for (int x = x_lo; x < x_hi; ++x) {
-                    const int p = row + x;
-                    T a = alpha_taken(L.opacity, gaussian_sigma(L.conic, T(tx0 + x) + T(0.5) - L.mean2d.x, dy));
-                    a = done[p] == T(0) ? a : T(0);
+            // the chunks of 8 pixels this Gaussian can reach in this tile
+            const int nseg = collect_chunks(spans, py0, py1, tx0, ty0, tw, seg_p, seg_x, seg_dy);
+            // phase 1: alphas, independent across chunks (keeps the exp pipelines full)
+            for (int sgi = 0; sgi < nseg; ++sgi)
+                for (int i = 0; i < CHUNK; ++i)
+                    abuf[sgi][i] = alpha_taken(L.opacity, gaussian_sigma(L.conic, seg_x[sgi] + T(i) + T(0.5) - L.mean2d.x, seg_dy[sgi]));
+            // phase 2: the blend, which carries each pixel's state from Gaussian to Gaussian
+            for (int sgi = 0; sgi < nseg; ++sgi) {
+                const int base = seg_p[sgi];
+                for (int i = 0; i < CHUNK; ++i) {  // constant trip count: one full vector
+                    const int p = base + i;
+                    T a = done[p] == T(0) ? abuf[sgi][i] : T(0);
                     const T tr = trans[p];
                     const T stop = blend_stops(tr * (T(1) - a)) ? T(1) : T(0);
                     a = stop > T(0) ? T(0) : a;  // a is now the alpha taken (0: nothing changes)
@@ -213,18 +244,20 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                     trans[p] = tr * (T(1) - a);
                     lst[p] = a > T(0) ? ent : lst[p];
                     done[p] = stop > T(0) ? T(1) : done[p];
-                    stop_lane[x] += stop;
-                    w_lane[x] += w;
-                    wbuf[x] = w;
+                    stop_lane[i] += stop;
+                    w_lane[i] += w;
+                    wbuf[i] = w;
                 }
-                if (labels)
-                    for (int x = x_lo; x < std::min(x_hi, tw); ++x)
-                        pair_label[size_t(k) * num_labels + labels[int64_t(py) * width + tx0 + x]] += wbuf[x];
+                if (labels) {
+                    const int y = base / TILE, x0 = base % TILE;
+                    for (int i = 0; i < CHUNK && x0 + i < tw; ++i)
+                        pair_label[size_t(k) * num_labels + labels[int64_t(ty0 + y) * width + tx0 + x0 + i]] += wbuf[i];
+                }
             }
             T w_sum = 0;
-            for (int x = 0; x < TILE; ++x) {
-                w_sum += w_lane[x];
-                n_live -= int(stop_lane[x]);
+            for (int i = 0; i < CHUNK; ++i) {
+                w_sum += w_lane[i];
+                n_live -= int(stop_lane[i]);
             }
             pair_w[k] = w_sum;
         }
@@ -258,8 +291,8 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                     T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
     const int tiles_x = (width + TILE - 1) / TILE;
     const size_t pairs = size_t(offsets[num_tiles]);
-    constexpr int G = 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1
-    std::vector<T> pair_grad(pairs * G, T(0));
+    constexpr int NG = 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1
+    std::vector<T> pair_grad(pairs * NG, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t t = 0; t < num_tiles; ++t) {
         const int tx0 = int(t % tiles_x) * TILE, ty0 = int(t / tiles_x) * TILE;
@@ -268,6 +301,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
         // incoming gradients and back-walk state per pixel (phantom pixels: last = 0)
         T g0[P] = {}, g1[P] = {}, g2[P] = {}, gd[P] = {}, ga[P] = {}, tf[P] = {};
         T trans[P] = {}, s0[P] = {}, s1[P] = {}, s2[P] = {}, sd[P] = {}, lst[P] = {};
+        // per-Gaussian chunk list, falloffs, alphas and alpha gradients
+        int seg_p[MAX_CHUNKS];
+        T seg_x[MAX_CHUNKS], seg_dy[MAX_CHUNKS], gbuf[MAX_CHUNKS][CHUNK], abuf[MAX_CHUNKS][CHUNK], vbuf[MAX_CHUNKS][CHUNK];
         int32_t max_last = 0;
         for (int y = 0; y < th; ++y)
             for (int x = 0; x < tw; ++x) {
@@ -294,45 +330,52 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
             pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
             const RowSpans<T> spans(conic, L.mean2d, op);
             // per-lane gradient sums, added up in a fixed order at the end
-            T l_ca[TILE] = {}, l_cb[TILE] = {}, l_cc[TILE] = {}, l_mx[TILE] = {}, l_my[TILE] = {};
-            T l_o[TILE] = {}, l_c0[TILE] = {}, l_c1[TILE] = {}, l_c2[TILE] = {}, l_z[TILE] = {};
-            for (int py = py0; py <= py1; ++py) {
-                int x_lo, x_hi;
-                if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
-                const T dy = T(py) + T(0.5) - L.mean2d.y;
-                const int row = (py - ty0) * TILE;
-                for (int x = x_lo; x < x_hi; ++x) {
-                    const int p = row + x;
-                    const T dx = T(tx0 + x) + T(0.5) - mx;
-                    // a pixel that does not take this Gaussian sees alpha 0: no state change, no gradient
-                    const T sigma = gaussian_sigma(conic, dx, dy), G = blend_exp(-sigma);
-                    // pixels that ended before this Gaussian see opacity 0 (written so, it vectorises)
-                    const T o_p = jt < lst[p] ? op : T(0);
-                    const T a = alpha_taken_g(o_p, sigma, G);
+            T l_ca[CHUNK] = {}, l_cb[CHUNK] = {}, l_cc[CHUNK] = {}, l_mx[CHUNK] = {}, l_my[CHUNK] = {};
+            T l_o[CHUNK] = {}, l_c0[CHUNK] = {}, l_c1[CHUNK] = {}, l_c2[CHUNK] = {}, l_z[CHUNK] = {};
+            const int nseg = collect_chunks(spans, py0, py1, tx0, ty0, tw, seg_p, seg_x, seg_dy);
+            // phase 1: falloff and alpha, independent across chunks
+            for (int sgi = 0; sgi < nseg; ++sgi)
+                for (int i = 0; i < CHUNK; ++i) {
+                    const T sigma = gaussian_sigma(conic, seg_x[sgi] + T(i) + T(0.5) - mx, seg_dy[sgi]);
+                    gbuf[sgi][i] = gaussian_falloff(sigma);
+                    abuf[sgi][i] = alpha_taken_g(op, sigma, gbuf[sgi][i]);
+                }
+            // phase 2: the back walk, which carries each pixel's state between Gaussians
+            for (int sgi = 0; sgi < nseg; ++sgi) {
+                const int base = seg_p[sgi];
+                for (int i = 0; i < CHUNK; ++i) {  // constant trip count: one full vector
+                    const int p = base + i;
+                    // a pixel that ended before this Gaussian, or skips it, sees alpha 0:
+                    // no state change, no gradient
+                    const T a = jt < lst[p] ? abuf[sgi][i] : T(0);
                     T tr = trans[p], a0 = s0[p], a1 = s1[p], a2 = s2[p], ad = sd[p], w;
                     T va = blend_step_vjp_s(g0[p], g1[p], g2[p], gd[p], ga[p], tf[p], tr, a0, a1, a2, ad, a, cr, cg, cb,
                                             z, w);
                     va = a > T(0) ? va : T(0);
-                    va = alpha_grad_passes(op, G) ? va : T(0);
+                    vbuf[sgi][i] = alpha_grad_passes(op, gbuf[sgi][i]) ? va : T(0);
                     trans[p] = tr;
                     s0[p] = a0;
                     s1[p] = a1;
                     s2[p] = a2;
                     sd[p] = ad;
-                    l_c0[x] += w * g0[p];
-                    l_c1[x] += w * g1[p];
-                    l_c2[x] += w * g2[p];
-                    l_z[x] += w * gd[p];
-                    gaussian_alpha_vjp_g(conic, op, G, dx, dy, va, l_ca[x], l_cb[x], l_cc[x], l_mx[x], l_my[x], l_o[x]);
+                    l_c0[i] += w * g0[p];
+                    l_c1[i] += w * g1[p];
+                    l_c2[i] += w * g2[p];
+                    l_z[i] += w * gd[p];
                 }
             }
-            T* out = &pair_grad[size_t(k) * G];
-            for (int x = 0; x < TILE; ++x) {
-                out[0] += l_mx[x]; out[1] += l_my[x];
-                out[2] += l_ca[x]; out[3] += l_cb[x]; out[4] += l_cc[x];
-                out[5] += l_o[x];
-                out[6] += l_c0[x]; out[7] += l_c1[x]; out[8] += l_c2[x];
-                out[9] += l_z[x];
+            // phase 3: alpha -> conic, mean, opacity, independent across chunks
+            for (int sgi = 0; sgi < nseg; ++sgi)
+                for (int i = 0; i < CHUNK; ++i)
+                    gaussian_alpha_vjp_g(conic, op, gbuf[sgi][i], seg_x[sgi] + T(i) + T(0.5) - mx, seg_dy[sgi], vbuf[sgi][i],
+                                         l_ca[i], l_cb[i], l_cc[i], l_mx[i], l_my[i], l_o[i]);
+            T* out = &pair_grad[size_t(k) * NG];
+            for (int i = 0; i < CHUNK; ++i) {
+                out[0] += l_mx[i]; out[1] += l_my[i];
+                out[2] += l_ca[i]; out[3] += l_cb[i]; out[4] += l_cc[i];
+                out[5] += l_o[i];
+                out[6] += l_c0[i]; out[7] += l_c1[i]; out[8] += l_c2[i];
+                out[9] += l_z[i];
             }
         }
     }
@@ -343,7 +386,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     std::fill(v_depths, v_depths + N, T(0));
     for (size_t k = 0; k < pairs; ++k) {
         const int64_t g = ids[k];
-        const T* s = &pair_grad[k * G];
+        const T* s = &pair_grad[k * NG];
         v_means2d[2 * g] += s[0];
         v_means2d[2 * g + 1] += s[1];
         v_conics[3 * g] += s[2];

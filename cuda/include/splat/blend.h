@@ -16,7 +16,12 @@ template <typename T> SPLAT_HD T gaussian_sigma(const Sym2<T>& conic, T dx, T dy
     return T(0.5) * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
 }
 
-// The same with G = exp(-sigma) given (backward passes reuse G).
+// G = exp(-sigma), with sigma capped at 30. Beyond the cap alpha < 1e-13 is
+// skipped either way (the threshold is 1/255), and the cap keeps G and o G
+// out of the denormal range, which costs ~100 cycles per operation on x86.
+template <typename T> SPLAT_HD T gaussian_falloff(T sigma) { return blend_exp(-s_min(sigma, T(30))); }
+
+// The same with G = gaussian_falloff(sigma) given (backward passes reuse G).
 template <typename T> SPLAT_HD T alpha_taken_g(T opacity, T sigma, T G) {
     const T a = s_min(T(ALPHA_MAX), opacity * G);
     const T a1 = sigma >= T(0) ? a : T(0);
@@ -27,7 +32,7 @@ template <typename T> SPLAT_HD T alpha_taken_g(T opacity, T sigma, T G) {
 // or 0 when the Gaussian is skipped there (sigma < 0 or alpha < 1/255).
 // Written as float selects so that CPU loops over pixels vectorise.
 template <typename T> SPLAT_HD T alpha_taken(T opacity, T sigma) {
-    return alpha_taken_g(opacity, sigma, blend_exp(-sigma));
+    return alpha_taken_g(opacity, sigma, gaussian_falloff(sigma));
 }
 
 // A pixel stops before a Gaussian that would bring its transmittance below T_MIN.
@@ -85,7 +90,7 @@ SPLAT_HD void gaussian_alpha_vjp_g(const Sym2<T>& conic, T opacity, T G, T dx, T
 template <typename T>
 SPLAT_HD void gaussian_alpha_vjp_d(const Sym2<T>& conic, T opacity, T dx, T dy, T v_alpha, T& v_ca, T& v_cb, T& v_cc,
                                    T& v_mx, T& v_my, T& v_o) {
-    const T G = blend_exp(-gaussian_sigma(conic, dx, dy));
+    const T G = gaussian_falloff(gaussian_sigma(conic, dx, dy));
     gaussian_alpha_vjp_g(conic, opacity, G, dx, dy, alpha_grad_passes(opacity, G) ? v_alpha : T(0), v_ca, v_cb, v_cc,
                          v_mx, v_my, v_o);
 }
