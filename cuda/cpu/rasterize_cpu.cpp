@@ -40,38 +40,35 @@ void pixel_range(const T* m, const T* e, int tx0, int ty0, int tw, int th, int& 
 
 constexpr int CHUNK = 8;  // pixels per inner loop: one AVX2 vector of floats
 
-// Columns [x_lo, x_hi) of tile row `py` (tile-local) that the Gaussian can reach,
-// rounded out to whole chunks so the pixel loop runs full vectors.
-template <typename T>
-bool row_columns(const RowSpans<T>& spans, int py, int tx0, int tw, int& x_lo, int& x_hi) {
-    int x0, x1;
-    if (!spans.columns(py, x0, x1)) return false;
-    x0 = std::max(x0, tx0) - tx0;
-    x1 = std::min(x1, tx0 + tw - 1) - tx0;
-    if (x0 > x1) return false;
-    x_lo = x0 - x0 % CHUNK;
-    x_hi = std::min(TILE, x1 - x1 % CHUNK + CHUNK);
-    return true;
-}
-
 constexpr int MAX_CHUNKS = TILE * TILE / CHUNK;
 
 // The chunks (CHUNK pixels of one row) of a tile that a Gaussian can reach, in
 // row order: seg_p the tile-local index of the chunk's first pixel, seg_x the
-// x offset of its first pixel from the mean's frame origin (tx0 + column),
-// seg_dy the row's pixel-centre dy. Returns the count.
+// pixel x of its first pixel (tx0 + column), seg_dy the row's pixel-centre dy.
+// The row spans are computed for all rows at once (a vector loop), then the
+// list is built without branches. Returns the count.
 template <typename T>
 int collect_chunks(const RowSpans<T>& spans, int py0, int py1, int tx0, int ty0, int tw, int* seg_p, T* seg_x, T* seg_dy) {
+    static_assert(TILE == 2 * CHUNK, "two chunks per tile row");
+    const int rows = py1 - py0 + 1;
+    if (rows <= 0) return 0;
+    T dys[TILE], lo[TILE], hi[TILE];
+    for (int r = 0; r < TILE; ++r) {  // all rows at once: a vector loop
+        const T dy = T(py0 + r) + T(0.5) - spans.my;
+        T x0, x1;
+        spans.columns_f(dy, x0, x1);
+        lo[r] = x0 - T(tx0);  // tile-local columns; empty rows have lo > hi
+        hi[r] = x1 - T(tx0);
+        dys[r] = dy;
+    }
     int n = 0;
-    for (int py = py0; py <= py1; ++py) {
-        int x_lo, x_hi;
-        if (!row_columns(spans, py, tx0, tw, x_lo, x_hi)) continue;
-        const T dy = T(py) + T(0.5) - spans.my;
-        for (int chunk = x_lo; chunk < x_hi; chunk += CHUNK) {
-            seg_p[n] = (py - ty0) * TILE + chunk;
-            seg_x[n] = T(tx0 + chunk);
-            seg_dy[n] = dy;
-            ++n;
+    for (int r = 0; r < rows; ++r) {
+        const int row = (py0 + r - ty0) * TILE;
+        for (int c = 0; c < TILE; c += CHUNK) {
+            seg_p[n] = row + c;
+            seg_x[n] = T(tx0 + c);
+            seg_dy[n] = dys[r];
+            n += (lo[r] <= T(c + CHUNK - 1)) & (hi[r] >= T(c)) & (c < tw);
         }
     }
     return n;

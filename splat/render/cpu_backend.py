@@ -19,7 +19,7 @@ def load_cpu_extension():
     return build_extension(
         "cpu",
         ["cpu/rasterize_cpu.cpp", "cpu/bindings.cpp"],
-        extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-march=native"],
+        extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-march=native"],
         extra_ldflags=["-fopenmp"],
     )
 

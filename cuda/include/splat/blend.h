@@ -46,16 +46,23 @@ template <typename T> struct RowSpans {
     SPLAT_HD RowSpans(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity)
         : inv_a(T(1) / conic.a), b(conic.b), c(conic.c), level(s_log(s_max(opacity / T(ALPHA_MIN), T(1)))),
           mx(mean2d.x), my(mean2d.y), a(conic.a) {}
-    // Pixel columns [x0, x1] of pixel row py, widened by one pixel against
-    // rounding. Returns false if the row has none.
-    SPLAT_HD bool columns(int py, int& x0, int& x1) const {
-        const T dy = T(py) + T(0.5) - my;
-        // 0.5 a dx^2 + b dy dx + (0.5 c dy^2 - level) <= 0
+    // Pixel columns [x0, x1] (as floored / ceiled floats) of the pixel row whose
+    // centre is dy below the mean, widened by one pixel against rounding; x0 > x1
+    // when the row has none. Float selects only, so it vectorises over rows.
+    SPLAT_HD void columns_f(T dy, T& x0, T& x1) const {
+        // 0.5 a dx^2 + b dy dx + (0.5 c dy^2 - level) <= 0   (a > 0 for a valid conic)
         const T disc = b * b * dy * dy - a * (c * dy * dy - 2 * level);
-        if (!(disc >= 0) || !(a > 0)) return false;
-        const T r = s_sqrt(disc) * inv_a, centre = mx - b * dy * inv_a;
-        x0 = int(s_floor(centre - r - T(1.5)));
-        x1 = int(s_ceil(centre + r + T(0.5)));
+        const T r = s_sqrt(s_max(disc, T(0))) * inv_a, centre = mx - b * dy * inv_a;
+        x0 = disc >= T(0) ? s_floor(centre - r - T(1.5)) : T(1e9);
+        x1 = disc >= T(0) ? s_ceil(centre + r + T(0.5)) : T(-1e9);
+    }
+    // The same for pixel row py, as ints. Returns false if the row has none.
+    SPLAT_HD bool columns(int py, int& x0, int& x1) const {
+        T f0, f1;
+        columns_f(T(py) + T(0.5) - my, f0, f1);
+        if (!(f0 <= f1)) return false;
+        x0 = int(f0);
+        x1 = int(f1);
         return true;
     }
 };
