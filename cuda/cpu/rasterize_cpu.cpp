@@ -150,28 +150,31 @@ template <typename T>
 void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width, int height,
                    std::vector<int32_t>& offsets, std::vector<int32_t>& ids) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
-    std::vector<int32_t> order;
-    order.reserve(N);
+    // sort by (depth, index): unique keys, so the order is the same on every run
+    std::vector<std::pair<T, int32_t>> keys;
+    keys.reserve(N);
     for (int64_t i = 0; i < N; ++i)
-        if (radii[i] > 0) order.push_back(int32_t(i));
-    // ties in depth keep index order, so the result is the same on every run
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return depths[a] < depths[b]; });
-    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
-    for (int32_t g : order) {
-        int x0, x1, y0, y1;
-        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, x0, x1, y0, y1);
-        for (int ty = y0; ty <= y1; ++ty)
-            for (int tx = x0; tx <= x1; ++tx) offsets[size_t(ty) * tiles_x + tx + 1]++;
+        if (radii[i] > 0) keys.emplace_back(depths[i], int32_t(i));
+    std::sort(keys.begin(), keys.end());
+    const size_t M = keys.size();
+    std::vector<int32_t> order(M), range(4 * M);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < int64_t(M); ++m) {
+        const int32_t g = keys[m].second;
+        order[m] = g;
+        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, range[4 * m], range[4 * m + 1], range[4 * m + 2],
+                   range[4 * m + 3]);
     }
+    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
+    for (size_t m = 0; m < M; ++m)
+        for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
+            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) offsets[size_t(ty) * tiles_x + tx + 1]++;
     std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
     ids.resize(offsets.back());
     std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
-    for (int32_t g : order) {
-        int x0, x1, y0, y1;
-        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, x0, x1, y0, y1);
-        for (int ty = y0; ty <= y1; ++ty)
-            for (int tx = x0; tx <= x1; ++tx) ids[fill[size_t(ty) * tiles_x + tx]++] = g;
-    }
+    for (size_t m = 0; m < M; ++m)
+        for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
+            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) ids[fill[size_t(ty) * tiles_x + tx]++] = order[m];
 }
 
 // Both passes walk a tile's list one Gaussian at a time and, for each Gaussian,
