@@ -154,28 +154,32 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     auto last = out({height, width}, opt.dtype(at::kInt));
     auto contrib = out({N}, opt);
     auto label_contrib = out({lab ? num_labels : 0, N}, opt);
-    std::vector<int32_t> offsets, ids;
+    splat::cpu::TileBins bins;
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_fwd", [&] {
         splat::cpu::bin_gaussians<scalar_t>(N, means2d.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
                                             depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), int(width),
-                                            int(height), offsets, ids);
+                                            int(height), bins);
         splat::cpu::blend_forward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
-            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), offsets, ids,
+            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), splat::cpu::view(bins),
             int(width), int(height), lab, int(num_labels), color.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(),
             trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
             lab ? label_contrib.data_ptr<scalar_t>() : nullptr);
     });
-    auto off_t = torch::empty({int64_t(offsets.size())}, torch::kInt);
-    auto ids_t = torch::empty({int64_t(ids.size())}, torch::kInt);
-    std::copy(offsets.begin(), offsets.end(), off_t.data_ptr<int32_t>());
-    std::copy(ids.begin(), ids.end(), ids_t.data_ptr<int32_t>());
-    return {color, alpha, depth_sum, trans_final, last, off_t, ids_t, contrib, label_contrib};
+    // the tile lists go back to Python, which keeps them for the backward pass
+    std::vector<torch::Tensor> lists;
+    for (const std::vector<int32_t>* v : {&bins.offsets, &bins.ids, &bins.order, &bins.g_offsets, &bins.g_pairs}) {
+        auto t = torch::empty({int64_t(v->size())}, torch::kInt);
+        std::copy(v->begin(), v->end(), t.data_ptr<int32_t>());
+        lists.push_back(t);
+    }
+    return {color, alpha, depth_sum, trans_final, last, contrib, label_contrib,
+            lists[0], lists[1], lists[2], lists[3], lists[4]};
 }
 
 std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
-                                         torch::Tensor offsets, torch::Tensor ids, torch::Tensor trans_final,
+                                         std::vector<torch::Tensor> lists, torch::Tensor trans_final,
                                          torch::Tensor last, torch::Tensor v_color, torch::Tensor v_alpha,
                                          torch::Tensor v_depth_sum) {
     Projection P{means2d, conics, opacities, colors, depths, extents};
@@ -184,13 +188,19 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
     const auto dt = means2d.scalar_type();
     check(trans_final, "trans_final", dt, {H, W, 1});
     check(last, "last", at::kInt, {H, W});
-    check(offsets, "tile_offsets", at::kInt, {-1});
-    check(ids, "tile_ids", at::kInt, {-1});
+    TORCH_CHECK(lists.size() == 5, "tile lists: expected 5 tensors");
+    const char* names[5] = {"tile_offsets", "tile_ids", "order", "gaussian_offsets", "gaussian_pairs"};
+    for (int i = 0; i < 5; ++i) check(lists[i], names[i], at::kInt, {-1});
+    const torch::Tensor &offsets = lists[0], &ids = lists[1];
     check(v_color, "v_color", dt, {H, W, 3});
     check(v_alpha, "v_alpha", dt, {H, W, 1});
     check(v_depth_sum, "v_depth_sum", dt, {H, W, 1});
     const int64_t tiles = ((W + splat::TILE - 1) / splat::TILE) * ((H + splat::TILE - 1) / splat::TILE);
     TORCH_CHECK(offsets.size(0) == tiles + 1, "tile_offsets does not match the image size");
+    TORCH_CHECK(lists[4].size(0) == ids.size(0) && lists[3].size(0) == lists[2].size(0) + 1, "tile lists are inconsistent");
+    const splat::cpu::BinsView bins = {offsets.data_ptr<int32_t>(), ids.data_ptr<int32_t>(), lists[2].data_ptr<int32_t>(),
+                                       lists[3].data_ptr<int32_t>(), lists[4].data_ptr<int32_t>(), tiles, ids.size(0),
+                                       lists[2].size(0)};
     auto opt = means2d.options();
     auto v_m = out({N, 2}, opt), v_c = out({N, 3}, opt), v_o = out({N}, opt);
     auto v_col = out({N, 3}, opt), v_d = out({N}, opt);
@@ -198,7 +208,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
-            offsets.data_ptr<int32_t>(), tiles, ids.data_ptr<int32_t>(), int(W), int(H), trans_final.data_ptr<scalar_t>(),
+            bins, int(W), int(H), trans_final.data_ptr<scalar_t>(),
             last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
             v_depth_sum.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
             v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>());

@@ -148,7 +148,9 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
 
 template <typename T>
 void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width, int height,
-                   std::vector<int32_t>& offsets, std::vector<int32_t>& ids) {
+                   TileBins& bins) {
+    std::vector<int32_t>& offsets = bins.offsets;
+    std::vector<int32_t>& ids = bins.ids;
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
     // sort by (depth, index): unique keys, so the order is the same on every run
     std::vector<std::pair<T, int32_t>> keys;
@@ -157,7 +159,9 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
         if (radii[i] > 0) keys.emplace_back(depths[i], int32_t(i));
     std::sort(keys.begin(), keys.end());
     const size_t M = keys.size();
-    std::vector<int32_t> order(M), range(4 * M);
+    std::vector<int32_t>& order = bins.order;
+    order.resize(M);
+    std::vector<int32_t> range(4 * M);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < int64_t(M); ++m) {
         const int32_t g = keys[m].second;
@@ -171,10 +175,38 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
             for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) offsets[size_t(ty) * tiles_x + tx + 1]++;
     std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
     ids.resize(offsets.back());
+    bins.g_pairs.resize(offsets.back());
+    bins.g_offsets.assign(M + 1, 0);
     std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
-    for (size_t m = 0; m < M; ++m)
+    int32_t q = 0;
+    for (size_t m = 0; m < M; ++m) {
         for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
-            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) ids[fill[size_t(ty) * tiles_x + tx]++] = order[m];
+            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) {
+                const int32_t pos = fill[size_t(ty) * tiles_x + tx]++;
+                ids[pos] = order[m];
+                bins.g_pairs[q++] = pos;  // the inverse: Gaussian-major list of its pairs
+            }
+        bins.g_offsets[m + 1] = q;
+    }
+}
+
+// Per-Gaussian sums of per-pair values (width W per pair), in parallel over
+// Gaussians; each sums its pairs in a fixed order, so results are bitwise
+// reproducible. out[g * W + c] (c < W); Gaussians with no pair get 0.
+template <typename T>
+void reduce_pairs(const BinsView& b, const T* pair_vals, int W, int64_t N, T* const* outs, const int* widths) {
+    (void)N;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < b.M; ++m) {
+        T acc[16] = {};
+        for (int32_t q = b.g_offsets[m]; q < b.g_offsets[m + 1]; ++q) {
+            const T* v = pair_vals + int64_t(b.g_pairs[q]) * W;
+            for (int c = 0; c < W; ++c) acc[c] += v[c];
+        }
+        const int64_t g = b.order[m];
+        for (int o = 0, c = 0; widths[o] > 0; c += widths[o], ++o)
+            for (int j = 0; j < widths[o]; ++j) outs[o][g * widths[o] + j] = acc[c + j];
+    }
 }
 
 // Both passes walk a tile's list one Gaussian at a time and, for each Gaussian,
@@ -184,12 +216,13 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
 // pixel loop. Each pixel still sees the Gaussians strictly in list order.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
-                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   const T* extents, const BinsView& bins, int width, int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
     const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
-    const size_t pairs = ids.size();
+    const int32_t* offsets = bins.offsets;
+    const int32_t* ids = bins.ids;
+    const size_t pairs = size_t(bins.pairs);
     std::vector<T> pair_w(pairs, T(0));
     std::vector<T> pair_label(labels ? pairs * size_t(num_labels) : 0, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
@@ -274,10 +307,11 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                 last[pix] = int32_t(lst[p]);
             }
     }
-    // per-Gaussian sums in pair order: fixed order, so bitwise reproducible
     std::fill(contributions, contributions + N, T(0));
-    for (size_t k = 0; k < pairs; ++k) contributions[ids[k]] += pair_w[k];
-    if (labels) {
+    T* outs[1] = {contributions};
+    const int widths[2] = {1, 0};
+    reduce_pairs(bins, pair_w.data(), 1, N, outs, widths);
+    if (labels) {  // [L, N] layout: a small sequential pass in pair order
         std::fill(label_contrib, label_contrib + N * num_labels, T(0));
         for (size_t k = 0; k < pairs; ++k)
             for (int l = 0; l < num_labels; ++l) label_contrib[int64_t(l) * N + ids[k]] += pair_label[k * num_labels + l];
@@ -286,11 +320,14 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                    const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
+                    const T* extents, const BinsView& bins, int width, int height,
                     const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
                     T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
     const int tiles_x = (width + TILE - 1) / TILE;
-    const size_t pairs = size_t(offsets[num_tiles]);
+    const int32_t* offsets = bins.offsets;
+    const int32_t* ids = bins.ids;
+    const int64_t num_tiles = bins.num_tiles;
+    const size_t pairs = size_t(bins.pairs);
     constexpr int NG = 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1
     std::vector<T> pair_grad(pairs * NG, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
@@ -384,20 +421,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     std::fill(v_opacities, v_opacities + N, T(0));
     std::fill(v_colors, v_colors + 3 * N, T(0));
     std::fill(v_depths, v_depths + N, T(0));
-    for (size_t k = 0; k < pairs; ++k) {
-        const int64_t g = ids[k];
-        const T* s = &pair_grad[k * NG];
-        v_means2d[2 * g] += s[0];
-        v_means2d[2 * g + 1] += s[1];
-        v_conics[3 * g] += s[2];
-        v_conics[3 * g + 1] += s[3];
-        v_conics[3 * g + 2] += s[4];
-        v_opacities[g] += s[5];
-        v_colors[3 * g] += s[6];
-        v_colors[3 * g + 1] += s[7];
-        v_colors[3 * g + 2] += s[8];
-        v_depths[g] += s[9];
-    }
+    T* outs[5] = {v_means2d, v_conics, v_opacities, v_colors, v_depths};
+    const int widths[6] = {2, 3, 1, 3, 1, 0};
+    reduce_pairs(bins, pair_grad.data(), NG, N, outs, widths);
 }
 
 #define SPLAT_INSTANTIATE(T)                                                                                              \
@@ -406,14 +432,12 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     template void project_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, int, int, bool,          \
                                       const CameraParams<T>&, const int32_t*, const T*, const T*, const T*, const T*,     \
                                       const T*, T*, T*, T*, T*, T*);                                                      \
-    template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const int32_t*, int, int,                       \
-                                   std::vector<int32_t>&, std::vector<int32_t>&);                                         \
+    template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const int32_t*, int, int, TileBins&);          \
     template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
-                                   const std::vector<int32_t>&, const std::vector<int32_t>&, int, int, const int64_t*,    \
-                                   int, T*, T*, T*, T*, int32_t*, T*, T*);                                                    \
-    template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*, const int32_t*,  \
-                                    int64_t, const int32_t*, int, int, const T*, const int32_t*, const T*, const T*,      \
-                                    const T*, T*, T*, T*, T*, T*);
+                                   const BinsView&, int, int, const int64_t*, int, T*, T*, T*, T*, int32_t*, T*, T*);     \
+    template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \
+                                    const BinsView&, int, int, const T*, const int32_t*, const T*, const T*, const T*,    \
+                                    T*, T*, T*, T*, T*);
 
 SPLAT_INSTANTIATE(float)
 SPLAT_INSTANTIATE(double)

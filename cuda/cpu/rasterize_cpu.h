@@ -23,11 +23,30 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
                       const T* v_means2d, const T* v_conics, const T* v_opacities, const T* v_colors, const T* v_depths,
                       T* v_means, T* v_log_scales, T* v_quats, T* v_logits, T* v_sh);
 
-// Tile lists: Gaussians with radius > 0, sorted by (depth, index), appended to
-// every tile their screen box touches. offsets has tiles+1 entries.
+// Tile lists and their inverse. Gaussians with radius > 0 are sorted by (depth,
+// index) and appended to every tile their screen box touches.
+struct TileBins {
+    std::vector<int32_t> offsets;    // [tiles + 1]: the pairs of tile t are [offsets[t], offsets[t+1])
+    std::vector<int32_t> ids;        // [pairs]: the Gaussian of each pair (tile-major, front to back)
+    std::vector<int32_t> order;      // [M]: visible Gaussians front to back
+    std::vector<int32_t> g_offsets;  // [M + 1]: the pairs of order[m] are g_pairs[g_offsets[m] .. g_offsets[m+1])
+    std::vector<int32_t> g_pairs;    // [pairs]
+};
+
+// The same, read-only, over raw arrays (what the backward pass gets back).
+struct BinsView {
+    const int32_t *offsets, *ids, *order, *g_offsets, *g_pairs;
+    int64_t num_tiles, pairs, M;
+};
+
+inline BinsView view(const TileBins& b) {
+    return {b.offsets.data(), b.ids.data(), b.order.data(), b.g_offsets.data(), b.g_pairs.data(),
+            int64_t(b.offsets.size()) - 1, int64_t(b.ids.size()), int64_t(b.order.size())};
+}
+
 template <typename T>
 void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width,
-                   int height, std::vector<int32_t>& offsets, std::vector<int32_t>& ids);
+                   int height, TileBins& bins);
 
 // Front-to-back blend. Writes color [H*W*3] (without background), alpha [H*W],
 // trans_final [H*W] (the T left, kept apart from alpha for the backward pass),
@@ -35,15 +54,14 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
 // contributions [N] (sum of alpha*T), and label_contrib [L*N] if labels != null.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const std::vector<int32_t>& offsets, const std::vector<int32_t>& ids, int width,
-                   int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   const T* extents, const BinsView& bins, int width, int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib);
 
 // Back-to-front VJP of blend_forward. Gradients per Gaussian are written into
 // v_* arrays of size N (zeroed here).
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                    const T* extents, const int32_t* offsets, int64_t num_tiles, const int32_t* ids, int width, int height,
+                    const T* extents, const BinsView& bins, int width, int height,
                     const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
                     T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths);
 

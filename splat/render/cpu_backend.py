@@ -60,18 +60,19 @@ class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels):
         ext = load_cpu_extension()
-        color, alpha, depth_sum, trans_final, last, offsets, ids, contrib, label_contrib = ext.rasterize_fwd(
+        color, alpha, depth_sum, trans_final, last, contrib, label_contrib, *lists = ext.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels
         )
-        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, offsets, ids, trans_final, last)
+        # lists: tile offsets, tile ids, depth order, per-Gaussian pair lists (for the backward pass)
+        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, trans_final, last, *lists)
         ctx.mark_non_differentiable(contrib, label_contrib)
         return color, alpha, depth_sum, contrib, label_contrib
 
     @staticmethod
     def backward(ctx, v_color, v_alpha, v_depth_sum, _v_contrib, _v_label):
-        means2d, conics, opac, colors, depths, extents, offsets, ids, trans_final, last = ctx.saved_tensors
+        means2d, conics, opac, colors, depths, extents, trans_final, last, *lists = ctx.saved_tensors
         grads = load_cpu_extension().rasterize_bwd(
-            means2d, conics, opac, colors, depths, extents, offsets, ids, trans_final, last,
+            means2d, conics, opac, colors, depths, extents, lists, trans_final, last,
             _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3)),
             _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth_sum, trans_final),
         )
