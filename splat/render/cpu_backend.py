@@ -24,6 +24,11 @@ def load_cpu_extension():
     )
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack, without the copy for a single camera (the common case)."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
 def _camera_args(cam: Camera):
     return (cam.viewmat.contiguous(), cam.K.contiguous(), cam.width, cam.height, float(cam.near), float(cam.far))
 
@@ -95,7 +100,7 @@ def rasterize_cpu(
         raise SplatError(f"the cpu backend needs the store on the CPU, it is on {store.device}")
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
     projected = [_Project.apply(*params, _camera_args(cam), sh_degree, antialiased) for cam in cams]
-    means2d = torch.stack([p[0] for p in projected])  # [C, N, 2]
+    means2d = _stack([p[0] for p in projected])  # [C, N, 2]
     if means2d.requires_grad:
         means2d.retain_grad()
     W, H = cams[0].width, cams[0].height
@@ -110,7 +115,7 @@ def rasterize_cpu(
         out["depth"].append(torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha)))
         out["contributions"].append(contrib)
         out["label_contributions"].append(label_contrib if labels is not None else None)
-    result = {k: torch.stack(v) if v[0] is not None else None for k, v in out.items()}
-    result["radii"] = torch.stack([p[6] for p in projected])
+    result = {k: _stack(v) if v[0] is not None else None for k, v in out.items()}
+    result["radii"] = _stack([p[6] for p in projected])
     result["means2d"] = means2d
     return result
