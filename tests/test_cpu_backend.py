@@ -14,6 +14,8 @@ depth 2e-5 (it divides by alpha, and 1 - T loses digits where alpha is small);
 every gradient 1e-4.
 """
 
+import sys
+
 import pytest
 import torch
 
@@ -168,7 +170,8 @@ def test_auto_falls_back_to_torch_with_one_line_warning(monkeypatch, capsys):
         raise SplatError("the cpu backend could not be built (no compiler)")
 
     monkeypatch.setattr(api, "BACKENDS", {**api.BACKENDS, "cpu": broken})
-    monkeypatch.setattr(api, "warn_once", lambda m, _seen=set(): print(f"warning: {m}", file=__import__("sys").stderr))
+    # a fresh once-only memory, so an earlier warning in this process does not hide this one
+    monkeypatch.setattr(api, "warn_once", lambda m: print(f"warning: {m}", file=sys.stderr))
     store = random_store(20)
     r = rasterize(store, front_camera(16, 16), backend="auto")
     ref = rasterize(store, front_camera(16, 16), backend="torch")

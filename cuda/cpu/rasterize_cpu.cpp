@@ -28,12 +28,11 @@ void tile_range(const T* m, const T* e, int tiles_x, int tiles_y, int& x0, int& 
     y1 = std::min(tiles_y - 1, int(s_floor((m[1] + e[1]) / T(TILE))));
 }
 
-// Pixels of a tile that a Gaussian can reach: its screen box plus one pixel of
+// Pixel rows of a tile that a Gaussian can reach: its screen box plus one pixel of
 // margin (beyond the box alpha < 1/255 mathematically; the margin absorbs rounding).
+// Columns come from the ellipse's row spans (collect_chunks).
 template <typename T>
-void pixel_range(const T* m, const T* e, int tx0, int ty0, int tw, int th, int& px0, int& px1, int& py0, int& py1) {
-    px0 = std::max(tx0, int(s_floor(m[0] - e[0] - T(1.5))));
-    px1 = std::min(tx0 + tw - 1, int(s_ceil(m[0] + e[0] + T(0.5))));
+void pixel_rows(const T* m, const T* e, int ty0, int th, int& py0, int& py1) {
     py0 = std::max(ty0, int(s_floor(m[1] - e[1] - T(1.5))));
     py1 = std::min(ty0 + th - 1, int(s_ceil(m[1] + e[1] + T(0.5))));
 }
@@ -190,12 +189,14 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
     }
 }
 
-// Per-Gaussian sums of per-pair values (width W per pair), in parallel over
-// Gaussians; each sums its pairs in a fixed order, so results are bitwise
-// reproducible. out[g * W + c] (c < W); Gaussians with no pair get 0.
+// Per-Gaussian sums of per-pair values, in parallel over Gaussians; each sums its
+// pairs in a fixed order, so results are bitwise reproducible. A pair holds the
+// fields of outs back to back, widths[o] values for outs[o] (widths ends with 0);
+// outs[o][g * widths[o] + j] is written for visible Gaussians only.
 template <typename T>
-void reduce_pairs(const BinsView& b, const T* pair_vals, int W, int64_t N, T* const* outs, const int* widths) {
-    (void)N;
+void reduce_pairs(const BinsView& b, const T* pair_vals, T* const* outs, const int* widths) {
+    int W = 0;
+    for (int o = 0; widths[o] > 0; ++o) W += widths[o];
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < b.M; ++m) {
         T acc[16] = {};
@@ -248,8 +249,8 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
         for (int32_t k = start; k < end && n_live > 0; ++k) {
             const int32_t g = ids[k];
             const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
-            int px0, px1, py0, py1;
-            pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
+            int py0, py1;
+            pixel_rows(means2d + 2 * g, extents + 2 * g, ty0, th, py0, py1);
             const int32_t entry = k - start + 1;
             const RowSpans<T> spans(L.conic, L.mean2d, L.opacity);
             T w_lane[CHUNK] = {}, stop_lane[CHUNK] = {};
@@ -310,7 +311,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
     std::fill(contributions, contributions + N, T(0));
     T* outs[1] = {contributions};
     const int widths[2] = {1, 0};
-    reduce_pairs(bins, pair_w.data(), 1, N, outs, widths);
+    reduce_pairs(bins, pair_w.data(), outs, widths);
     if (labels) {  // [L, N] layout: a small sequential pass in pair order
         std::fill(label_contrib, label_contrib + N * num_labels, T(0));
         for (size_t k = 0; k < pairs; ++k)
@@ -363,8 +364,8 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
             // plain locals: the vectoriser does not look through struct members here
             const Sym2<T> conic = L.conic;
             const T op = L.opacity, mx = L.mean2d.x, cr = L.color[0], cg = L.color[1], cb = L.color[2], z = L.depth;
-            int px0, px1, py0, py1;
-            pixel_range(means2d + 2 * g, extents + 2 * g, tx0, ty0, tw, th, px0, px1, py0, py1);
+            int py0, py1;
+            pixel_rows(means2d + 2 * g, extents + 2 * g, ty0, th, py0, py1);
             const RowSpans<T> spans(conic, L.mean2d, op);
             // per-lane gradient sums, added up in a fixed order at the end
             T l_ca[CHUNK] = {}, l_cb[CHUNK] = {}, l_cc[CHUNK] = {}, l_mx[CHUNK] = {}, l_my[CHUNK] = {};
@@ -423,7 +424,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     std::fill(v_depths, v_depths + N, T(0));
     T* outs[5] = {v_means2d, v_conics, v_opacities, v_colors, v_depths};
     const int widths[6] = {2, 3, 1, 3, 1, 0};
-    reduce_pairs(bins, pair_grad.data(), NG, N, outs, widths);
+    reduce_pairs(bins, pair_grad.data(), outs, widths);
 }
 
 #define SPLAT_INSTANTIATE(T)                                                                                              \

@@ -90,10 +90,7 @@ def _resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
 def _background(background, n_cams: int, like: torch.Tensor) -> torch.Tensor:
     if background is None:
         return torch.zeros(n_cams, 3, dtype=like.dtype, device=like.device)
-    bg = torch.as_tensor(background, device=like.device)
-    if not bg.is_floating_point():
-        bg = bg.to(like.dtype)
-    bg = bg.to(like.dtype)
+    bg = torch.as_tensor(background, device=like.device).to(like.dtype)
     if bg.shape == (3,):
         return bg.expand(n_cams, 3)
     if bg.shape == (n_cams, 3):

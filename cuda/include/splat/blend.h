@@ -44,7 +44,7 @@ template <typename T> SPLAT_HD bool blend_stops(T trans_after) { return trans_af
 template <typename T> struct RowSpans {
     T inv_a, b, c, level, mx, my, a;
     SPLAT_HD RowSpans(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity)
-        : inv_a(T(1) / conic.a), b(conic.b), c(conic.c), level(s_log(s_max(opacity / T(ALPHA_MIN), T(1)))),
+        : inv_a(T(1) / conic.a), b(conic.b), c(conic.c), level(sigma_limit(opacity)),
           mx(mean2d.x), my(mean2d.y), a(conic.a) {}
     // Pixel columns [x0, x1] (as floored / ceiled floats) of the pixel row whose
     // centre is dy below the mean, widened by one pixel against rounding; x0 > x1

@@ -63,6 +63,11 @@ SPLAT_HD double s_floor(double x) { return floor(x); }
 template <typename T> SPLAT_HD T s_min(T a, T b) { return a < b ? a : b; }
 template <typename T> SPLAT_HD T s_max(T a, T b) { return a > b ? a : b; }
 
+// The largest sigma = 0.5 d^T Sigma^-1 d at which a Gaussian of this opacity still
+// reaches alpha 1/255: ln(255 o), 0 if it never does. Screen extents and row
+// spans both cull with it.
+template <typename T> SPLAT_HD T sigma_limit(T opacity) { return s_log(s_max(opacity / T(ALPHA_MIN), T(1))); }
+
 template <typename T> struct Vec2 { T x, y; };
 template <typename T> struct Vec3 { T x, y, z; };
 template <typename T> struct Vec4 { T w, x, y, z; };  // quaternion, w first

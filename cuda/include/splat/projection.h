@@ -144,7 +144,7 @@ SPLAT_HD Sym2<T> blur_and_invert_vjp(const Sym2<T>& cov2d, const Sym2<T>& conic,
 // Returns false if the Gaussian can never reach alpha 1/255.
 template <typename T>
 SPLAT_HD bool screen_extent(const Sym2<T>& cov2d, T opacity, Vec2<T>& extent) {
-    const T level = 2 * s_log(s_max(opacity / T(ALPHA_MIN), T(1)));
+    const T level = 2 * sigma_limit(opacity);
     if (!(level > 0)) return false;
     extent.x = s_sqrt(level * (cov2d.a + T(EPS2D)));
     extent.y = s_sqrt(level * (cov2d.c + T(EPS2D)));
