@@ -27,7 +27,8 @@ class RenderResult:
         radii: [C, N] int32 screen radius in pixels, 0 where culled.
         means2d: [C, N, 2] projected centres; its ``.grad`` is filled by
             ``backward()`` when the store requires grad (densification reads it).
-        contributions: [C, N] sum over pixels of alpha * T per Gaussian (no grad).
+        contributions: [C, N] sum over pixels of alpha * T per Gaussian (no grad);
+            None when the render was asked not to compute them.
         label_contributions: [C, L, N] the same split by the label of each pixel,
             when ``labels`` were given (no grad), else None.
     """
@@ -37,7 +38,7 @@ class RenderResult:
     depth: torch.Tensor
     radii: torch.Tensor
     means2d: torch.Tensor
-    contributions: torch.Tensor
+    contributions: torch.Tensor | None
     label_contributions: torch.Tensor | None = None
 
 
@@ -48,8 +49,16 @@ def _cpu_backend() -> Callable[..., dict]:
     return rasterize_cpu
 
 
+def _cuda_backend() -> Callable[..., dict]:
+    from .cuda_backend import load_cuda_extension, rasterize_cuda
+
+    load_cuda_extension()  # raises SplatError without a GPU or if it cannot be built
+    return rasterize_cuda
+
+
 # name -> loader returning the backend function (raises SplatError if unavailable)
 BACKENDS: Dict[str, Callable[[], Callable[..., dict]]] = {
+    "cuda": _cuda_backend,
     "cpu": _cpu_backend,
     "torch": lambda: rasterize_torch,
 }
@@ -107,6 +116,7 @@ def rasterize(
     mode: str = "classic",
     labels: torch.Tensor | None = None,
     num_labels: int | None = None,
+    contributions: bool = True,
 ) -> RenderResult:
     """Render ``store`` from one or more cameras of the same image size.
 
@@ -119,6 +129,8 @@ def rasterize(
         mode: "classic" or "antialiased" (opacity times the low-pass compensation).
         labels: optional [C, H, W] integer label images (>= 0) to split contributions by.
         num_labels: L, the number of label rows (default: max label + 1).
+        contributions: compute ``contributions`` (the cuda backend then runs a
+            slower blend; training passes False).
     Returns:
         RenderResult.
     """
@@ -145,7 +157,9 @@ def rasterize(
         if num_labels < needed:
             raise SplatError(f"num_labels {num_labels} is smaller than the largest label + 1 ({needed})")
     fn = _resolve_backend(backend, store.device)
-    out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0)
+    out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0, contributions=contributions)
+    if not contributions:
+        out["contributions"] = None
     return RenderResult(**out)
 
 

@@ -92,6 +92,7 @@ def rasterize_cpu(
     antialiased: bool,
     labels: torch.Tensor | None = None,  # [C, H, W]
     num_labels: int = 0,
+    contributions: bool = True,  # computed either way: cheap here
 ) -> dict:
     """Render a batch of cameras with the native CPU kernels. Returns RenderResult fields."""
     if store.device.type != "cpu":

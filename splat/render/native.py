@@ -53,8 +53,12 @@ def _source_hash(files: list[Path], flags: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_extension(kind: str, sources: list[str], extra_cflags: list[str], extra_ldflags: list[str], **kw):
+def build_extension(kind: str, sources: list[str], extra_cflags: list[str], extra_ldflags: list[str],
+                    hash_extra: str = "", **kw):
     """Build (or load from cache) one extension; ``kind`` names it ("cpu", "cuda").
+
+    ``hash_extra`` enters the cache key (e.g. the GPU architecture built for);
+    ``kw`` goes to ``torch.utils.cpp_extension.load``. Returns what ``load`` returns.
 
     Raises:
         SplatError: sources missing or the build failed (one line, with the log path).
@@ -66,8 +70,9 @@ def build_extension(kind: str, sources: list[str], extra_cflags: list[str], extr
     if not (CUDA_DIR / "include").is_dir():
         _failed[kind] = f"native sources not found at {CUDA_DIR} (install from a source checkout: pip install -e .)"
         raise SplatError(_failed[kind])
-    files = [CUDA_DIR / s for s in sources] + sorted((CUDA_DIR / "include").rglob("*.h"))
-    flags = extra_cflags + extra_ldflags + [str(v) for v in kw.values()]
+    headers = [f for pattern in ("*.h", "*.cuh") for f in CUDA_DIR.rglob(pattern)]
+    files = [CUDA_DIR / s for s in sources] + sorted(set(headers))
+    flags = extra_cflags + extra_ldflags + [hash_extra] + [f"{k}={v}" for k, v in sorted(kw.items())]
     name = f"splat_{kind}_{_source_hash(files, flags)}"
     build_dir = cache_dir() / name
     build_dir.mkdir(parents=True, exist_ok=True)

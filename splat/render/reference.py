@@ -169,6 +169,7 @@ def rasterize_torch(
     antialiased: bool,
     labels: torch.Tensor | None = None,  # [C, H, W] int64 label images
     num_labels: int = 0,
+    contributions: bool = True,  # computed either way: cheap here
 ) -> dict:
     """Render a batch of cameras (same image size). Returns RenderResult fields."""
     projected = [project(store, cam, sh_degree, antialiased) for cam in cams]

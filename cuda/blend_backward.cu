@@ -1,0 +1,128 @@
+// Back-to-front VJP of the blend: one block of 16x16 threads per tile, the
+// tile's list walked from each pixel's last Gaussian towards the front, in
+// shared-memory batches. Each Gaussian's gradient is summed over a warp before
+// one atomic add per warp. The per-pixel step is splat/blend.h.
+#include "blend_batch.cuh"
+#include "splat/blend.h"
+
+namespace splat {
+namespace gpu {
+
+namespace {
+
+constexpr int THREADS = BLEND_THREADS;
+
+template <typename T>
+__global__ void __launch_bounds__(THREADS)
+    blend_backward_kernel(ConstProjected<T> p, int width, int height, const int32_t* __restrict__ ranges,
+                          const int32_t* __restrict__ ids, const T* __restrict__ trans_final,
+                          const int32_t* __restrict__ last_in, const T* __restrict__ v_color,
+                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth_sum, T* v_means2d, T* v_conics,
+                          T* v_opacities, T* v_colors, T* v_depths) {
+    __shared__ Batch<T> s;
+    __shared__ int s_max_last;
+    const TilePixel tp(width, height);
+    const T fx = T(tp.px) + T(0.5), fy = T(tp.py) + T(0.5);
+    const int start = ranges[2 * tp.tile];
+
+    // incoming gradients and the back-walk state (pixels past the image: last = 0)
+    T g0 = 0, g1 = 0, g2 = 0, gd = 0, ga = 0, tf = 0;
+    int last = 0;
+    if (tp.inside) {
+        g0 = v_color[3 * tp.pix];
+        g1 = v_color[3 * tp.pix + 1];
+        g2 = v_color[3 * tp.pix + 2];
+        gd = v_depth_sum[tp.pix];
+        ga = v_alpha[tp.pix];
+        tf = trans_final[tp.pix];
+        last = last_in[tp.pix];
+    }
+    T trans = tf, s0 = 0, s1 = 0, s2 = 0, sd = 0;
+    if (threadIdx.x == 0) s_max_last = 0;
+    __syncthreads();
+    atomicMax(&s_max_last, last);
+    __syncthreads();
+    const int max_last = s_max_last;
+
+    // batches [b_lo, b_hi) of the tile's list, back to front; slot j holds entry b_hi - 1 - j
+    for (int b_hi = max_last; b_hi > 0; b_hi -= THREADS) {
+        const int b_lo = max(0, b_hi - THREADS);
+        __syncthreads();  // the previous batch is no longer read
+        const int e = b_hi - 1 - int(threadIdx.x);
+        if (e >= b_lo) s.load(threadIdx.x, ids[start + e], p);
+        __syncthreads();
+        const int nb = b_hi - b_lo;
+        for (int j = 0; j < nb; ++j) {
+            const int entry = b_hi - 1 - j;
+            const T mx = s.mx[j], my = s.my[j], op = s.op[j];
+            const Sym2<T> conic = {s.ca[j], s.cb[j], s.cc[j]};
+            const T dx = fx - mx, dy = fy - my;
+            const T sigma = gaussian_sigma(conic, dx, dy);
+            const T G = gaussian_falloff(sigma);
+            // a pixel that ended before this Gaussian, or skips it, takes nothing from it
+            const T a = entry < last ? alpha_taken_g(op, sigma, G) : T(0);
+            const bool counts = a > T(0);
+            if (!__any_sync(FULL_MASK, counts)) continue;
+            T v_mx = 0, v_my = 0, v_ca = 0, v_cb = 0, v_cc = 0, v_o = 0, v_r = 0, v_g = 0, v_b = 0, v_z = 0;
+            if (counts) {
+                T w;
+                T va = blend_step_vjp_s(g0, g1, g2, gd, ga, tf, trans, s0, s1, s2, sd, a, s.r[j], s.g[j], s.b[j],
+                                        s.z[j], w);
+                v_r = w * g0;
+                v_g = w * g1;
+                v_b = w * g2;
+                v_z = w * gd;
+                va = alpha_grad_passes(op, G) ? va : T(0);
+                gaussian_alpha_vjp_g(conic, op, G, dx, dy, va, v_ca, v_cb, v_cc, v_mx, v_my, v_o);
+            }
+            v_mx = warp_sum(v_mx);
+            v_my = warp_sum(v_my);
+            v_ca = warp_sum(v_ca);
+            v_cb = warp_sum(v_cb);
+            v_cc = warp_sum(v_cc);
+            v_o = warp_sum(v_o);
+            v_r = warp_sum(v_r);
+            v_g = warp_sum(v_g);
+            v_b = warp_sum(v_b);
+            v_z = warp_sum(v_z);
+            if ((threadIdx.x & 31) == 0) {
+                const int64_t gid = s.id[j];
+                atomicAdd(v_means2d + 2 * gid, v_mx);
+                atomicAdd(v_means2d + 2 * gid + 1, v_my);
+                atomicAdd(v_conics + 3 * gid, v_ca);
+                atomicAdd(v_conics + 3 * gid + 1, v_cb);
+                atomicAdd(v_conics + 3 * gid + 2, v_cc);
+                atomicAdd(v_opacities + gid, v_o);
+                atomicAdd(v_colors + 3 * gid, v_r);
+                atomicAdd(v_colors + 3 * gid + 1, v_g);
+                atomicAdd(v_colors + 3 * gid + 2, v_b);
+                atomicAdd(v_depths + gid, v_z);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
+                    const int32_t* ids, const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha,
+                    const T* v_depth_sum, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
+                    cudaStream_t stream) {
+    (void)N;
+    const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
+    if (tiles == 0) return;
+    blend_backward_kernel<T><<<tiles, THREADS, 0, stream>>>(p, width, height, ranges, ids, trans_final, last, v_color,
+                                                            v_alpha, v_depth_sum, v_means2d, v_conics, v_opacities,
+                                                            v_colors, v_depths);
+}
+
+template void blend_backward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*,
+                                    const int32_t*, const float*, const int32_t*, const float*, const float*,
+                                    const float*, float*, float*, float*, float*, float*, cudaStream_t);
+template void blend_backward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
+                                     const int32_t*, const double*, const int32_t*, const double*, const double*,
+                                     const double*, double*, double*, double*, double*, double*, cudaStream_t);
+
+}  // namespace gpu
+}  // namespace splat

@@ -1,0 +1,87 @@
+// Shared by the CUDA glue files: input checks by name, output allocation (with
+// optional poisoning), camera parameters, device guard and stream. Kept to a few
+// ATen headers so that each glue file compiles in seconds.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <vector>
+
+#include "../kernels.h"
+
+namespace splat {
+namespace glue {
+
+// When set (tests), every output buffer is filled with NaN / INT_MIN before the
+// kernels run, so an element they forget to write shows up.
+extern bool g_poison;
+
+inline at::Tensor out(at::IntArrayRef shape, const at::TensorOptions& opt) {
+    at::Tensor t = at::empty(shape, opt);
+    if (g_poison) {
+        if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
+        else t.fill_(std::numeric_limits<int32_t>::min());
+    }
+    return t;
+}
+
+// A named input on the expected device, dtype, shape (-1: any) and contiguous.
+inline void check(const at::Tensor& t, const char* name, bool cuda, at::ScalarType dtype, std::vector<int64_t> shape) {
+    TORCH_CHECK(t.is_cuda() == cuda, name, cuda ? " must be a CUDA tensor" : " must be a CPU tensor");
+    TORCH_CHECK(t.scalar_type() == dtype, name, " has dtype ", t.scalar_type(), ", expected ", dtype);
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.dim() == int64_t(shape.size()), name, " has ", t.dim(), " dimensions, expected ", shape.size());
+    for (size_t i = 0; i < shape.size(); ++i)
+        TORCH_CHECK(shape[i] < 0 || t.size(i) == shape[i], name, " has size ", t.size(i), " in dimension ", i,
+                    ", expected ", shape[i]);
+}
+
+inline cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+inline void check_launch(const char* what) {
+    const char* err = splat::gpu::last_error();
+    TORCH_CHECK(err == nullptr, what, ": CUDA error: ", err ? err : "");
+}
+
+// C cameras on the device as CameraParams<T> (bytes): viewmats [C, 4, 4] and Ks
+// [C, 3, 3] float64 on the CPU, near_far [C, 2] float64.
+template <typename T>
+at::Tensor camera_params(const at::Tensor& viewmats, const at::Tensor& Ks, const at::Tensor& near_far, int64_t width,
+                         int64_t height, const at::Device& device) {
+    const int64_t C = viewmats.size(0);
+    check(viewmats, "viewmats", false, at::kDouble, {C, 4, 4});
+    check(Ks, "Ks", false, at::kDouble, {C, 3, 3});
+    check(near_far, "near_far", false, at::kDouble, {C, 2});
+    TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
+    at::Tensor host = at::empty({int64_t(C * sizeof(CameraParams<T>))}, at::TensorOptions().dtype(at::kByte));
+    auto* cams = reinterpret_cast<CameraParams<T>*>(host.data_ptr<uint8_t>());
+    for (int64_t c = 0; c < C; ++c) {
+        const double* v = viewmats.data_ptr<double>() + 16 * c;
+        const double* k = Ks.data_ptr<double>() + 9 * c;
+        CameraParams<T>& p = cams[c];
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) p.R.m[i][j] = T(v[4 * i + j]);
+        p.t = {T(v[3]), T(v[7]), T(v[11])};
+        // centre -R^T t, computed in T like the reference
+        const Vec3<T> rt = matTvec(p.R, p.t);
+        p.campos = {-rt.x, -rt.y, -rt.z};
+        p.K = {T(k[0]), T(k[4]), T(k[2]), T(k[5]), int(width), int(height)};
+        p.near = T(near_far.data_ptr<double>()[2 * c]);
+        p.far = T(near_far.data_ptr<double>()[2 * c + 1]);
+    }
+    return host.to(device, /*non_blocking=*/false);
+}
+
+template <typename T> const CameraParams<T>* cams_ptr(const at::Tensor& blob) {
+    return reinterpret_cast<const CameraParams<T>*>(blob.data_ptr<uint8_t>());
+}
+
+}  // namespace glue
+}  // namespace splat

@@ -1,0 +1,127 @@
+// Projection and SH colour of every (camera, Gaussian), and its backward.
+// The math is splat/gaussian.h (shared with the CPU backend); this file only
+// maps threads to Gaussians.
+#include "kernels.h"
+
+namespace splat {
+namespace gpu {
+
+namespace {
+
+constexpr int BLOCK = 256;
+
+template <typename T> __device__ GaussianIn<T> gaussian_in(const GaussianArrays<T>& g, int64_t i) {
+    return {g.means + 3 * i, g.log_scales + 3 * i, g.quats + 4 * i, g.logits[i], g.sh + int64_t(3) * g.K_sh * i};
+}
+
+// One thread per (camera, Gaussian); culled entries get zeros and radius 0
+// (mean2d is kept where the Gaussian is inside the depth range, as the reference).
+template <typename T>
+__global__ void project_forward_kernel(GaussianArrays<T> g, const CameraParams<T>* __restrict__ cams, int C,
+                                       int sh_degree, bool antialiased, ProjectedArrays<T> out) {
+    const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (idx >= int64_t(C) * g.N) return;
+    const int c = int(idx / g.N);
+    const int64_t i = idx - int64_t(c) * g.N;
+    const CameraParams<T> cam = cams[c];
+    const Projected<T> p = project_gaussian(gaussian_in(g, i), cam, sh_degree, antialiased);
+    const bool vis = p.radius > 0;
+    out.means2d[2 * idx] = p.in_depth ? p.mean2d.x : T(0);
+    out.means2d[2 * idx + 1] = p.in_depth ? p.mean2d.y : T(0);
+    out.conics[3 * idx] = vis ? p.conic.a : T(0);
+    out.conics[3 * idx + 1] = vis ? p.conic.b : T(0);
+    out.conics[3 * idx + 2] = vis ? p.conic.c : T(0);
+    out.opacities[idx] = vis ? p.opacity : T(0);
+    out.colors[3 * idx] = vis ? p.color.x : T(0);
+    out.colors[3 * idx + 1] = vis ? p.color.y : T(0);
+    out.colors[3 * idx + 2] = vis ? p.color.z : T(0);
+    out.depths[idx] = vis ? p.depth : T(0);
+    out.extents[2 * idx] = vis ? p.extent.x : T(0);
+    out.extents[2 * idx + 1] = vis ? p.extent.y : T(0);
+    out.radii[idx] = vis ? p.radius : 0;
+}
+
+// One thread per Gaussian, looping over the cameras in order, so the sum over
+// cameras is the same on every run and needs no atomics.
+template <typename T>
+__global__ void project_backward_kernel(GaussianArrays<T> g, const CameraParams<T>* __restrict__ cams, int C,
+                                        int sh_degree, bool antialiased, const int32_t* __restrict__ radii,
+                                        const T* __restrict__ v_means2d, const T* __restrict__ v_conics,
+                                        const T* __restrict__ v_opacities, const T* __restrict__ v_colors,
+                                        const T* __restrict__ v_depths, T* v_means, T* v_log_scales, T* v_quats,
+                                        T* v_logits, T* v_sh) {
+    const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (i >= g.N) return;
+    const GaussianIn<T> gi = gaussian_in(g, i);
+    const int n_sh = 3 * g.K_sh;
+    T* vsh = v_sh + int64_t(n_sh) * i;
+    for (int k = 0; k < n_sh; ++k) vsh[k] = T(0);
+    T acc_mean[3] = {0, 0, 0}, acc_ls[3] = {0, 0, 0}, acc_q[4] = {0, 0, 0, 0}, acc_logit = 0;
+    T sh_buf[48];  // (degree + 1)^2 <= 16 rows of 3
+    const int n_used = 3 * (sh_degree + 1) * (sh_degree + 1);
+    for (int c = 0; c < C; ++c) {
+        const CameraParams<T> cam = cams[c];
+        const T* m = gi.mean;
+        const T z = cam.R.m[2][0] * m[0] + cam.R.m[2][1] * m[1] + cam.R.m[2][2] * m[2] + cam.t.z;
+        if (!(z > cam.near && z < cam.far)) continue;  // outside the depth range nothing flows back
+        const int64_t idx = int64_t(c) * g.N + i;
+        const bool visible = radii[idx] > 0;
+        GaussianGrad<T> out = {};
+        out.sh = sh_buf;
+        for (int k = 0; k < n_used; ++k) sh_buf[k] = T(0);
+        project_gaussian_vjp(gi, cam, sh_degree, antialiased, visible, Vec2<T>{v_means2d[2 * idx], v_means2d[2 * idx + 1]},
+                             Sym2<T>{v_conics[3 * idx], v_conics[3 * idx + 1], v_conics[3 * idx + 2]}, v_opacities[idx],
+                             Vec3<T>{v_colors[3 * idx], v_colors[3 * idx + 1], v_colors[3 * idx + 2]}, v_depths[idx],
+                             out);
+        for (int k = 0; k < 3; ++k) acc_mean[k] += out.mean[k], acc_ls[k] += out.log_scale[k];
+        for (int k = 0; k < 4; ++k) acc_q[k] += out.quat[k];
+        acc_logit += out.logit;
+        if (visible)
+            for (int k = 0; k < n_used; ++k) vsh[k] += sh_buf[k];
+    }
+    for (int k = 0; k < 3; ++k) v_means[3 * i + k] = acc_mean[k], v_log_scales[3 * i + k] = acc_ls[k];
+    for (int k = 0; k < 4; ++k) v_quats[4 * i + k] = acc_q[k];
+    v_logits[i] = acc_logit;
+}
+
+int blocks_for(int64_t n) { return int((n + BLOCK - 1) / BLOCK); }
+
+}  // namespace
+
+template <typename T>
+void project_forward(const GaussianArrays<T>& g, const CameraParams<T>* cams, int C, int sh_degree, bool antialiased,
+                     const ProjectedArrays<T>& out, cudaStream_t stream) {
+    const int64_t n = int64_t(C) * g.N;
+    if (n == 0) return;
+    project_forward_kernel<T><<<blocks_for(n), BLOCK, 0, stream>>>(g, cams, C, sh_degree, antialiased, out);
+}
+
+template <typename T>
+void project_backward(const GaussianArrays<T>& g, const CameraParams<T>* cams, int C, int sh_degree, bool antialiased,
+                      const int32_t* radii, const T* v_means2d, const T* v_conics, const T* v_opacities,
+                      const T* v_colors, const T* v_depths, T* v_means, T* v_log_scales, T* v_quats, T* v_logits,
+                      T* v_sh, cudaStream_t stream) {
+    if (g.N == 0) return;
+    project_backward_kernel<T><<<blocks_for(g.N), BLOCK, 0, stream>>>(g, cams, C, sh_degree, antialiased, radii,
+                                                                       v_means2d, v_conics, v_opacities, v_colors,
+                                                                       v_depths, v_means, v_log_scales, v_quats,
+                                                                       v_logits, v_sh);
+}
+
+const char* last_error() {
+    const cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+#define SPLAT_INSTANTIATE(T)                                                                                          \
+    template void project_forward<T>(const GaussianArrays<T>&, const CameraParams<T>*, int, int, bool,               \
+                                     const ProjectedArrays<T>&, cudaStream_t);                                        \
+    template void project_backward<T>(const GaussianArrays<T>&, const CameraParams<T>*, int, int, bool,              \
+                                      const int32_t*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,   \
+                                      T*, T*, cudaStream_t);
+
+SPLAT_INSTANTIATE(float)
+SPLAT_INSTANTIATE(double)
+
+}  // namespace gpu
+}  // namespace splat

@@ -1,0 +1,151 @@
+"""The CUDA backend: autograd glue over the kernels in cuda/*.cu.
+
+As the CPU backend, two autograd functions (projection per Gaussian, blending
+per tile) with the [C, N, 2] means2d tensor between them, so that its ``.grad``
+is what densification reads. Unlike it, every camera of a batch goes through
+the kernels at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..camera import Camera
+from ..errors import SplatError
+from .native import build_extension
+
+SOURCES = [
+    "project.cu",
+    "bin.cu",
+    "sort.cu",
+    "blend_forward.cu",
+    "blend_backward.cu",
+    "glue/project_ops.cpp",
+    "glue/raster_ops.cpp",
+]
+
+
+def load_cuda_extension():
+    """Build (once, for the GPU present only) and load the CUDA kernels; returns ``torch.ops.splat_cuda``.
+
+    Raises:
+        SplatError: no CUDA device, or the build failed.
+    """
+    if not torch.cuda.is_available():
+        raise SplatError("the cuda backend needs a CUDA GPU, and torch sees none")
+    major, minor = torch.cuda.get_device_capability()
+    arch = os.environ.get("TORCH_CUDA_ARCH_LIST") or f"{major}.{minor}"
+    saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch  # build for this GPU only: a fraction of the compile time
+    try:
+        build_extension(
+            "cuda", SOURCES, extra_cflags=["-O2"], extra_ldflags=[], hash_extra=arch,
+            extra_cuda_cflags=["-O3"], is_python_module=False,
+        )
+    finally:
+        if saved is None:
+            del os.environ["TORCH_CUDA_ARCH_LIST"]
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved
+    return torch.ops.splat_cuda
+
+
+def _camera_args(cams: list[Camera]):
+    """viewmats [C, 4, 4], Ks [C, 3, 3], near_far [C, 2] (float64, CPU), width, height."""
+    viewmats = torch.stack([c.viewmat.detach().cpu().to(torch.float64) for c in cams]).contiguous()
+    Ks = torch.stack([c.K.detach().cpu().to(torch.float64) for c in cams]).contiguous()
+    near_far = torch.tensor([[float(c.near), float(c.far)] for c in cams], dtype=torch.float64)
+    return viewmats, Ks, near_far, cams[0].width, cams[0].height
+
+
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad.contiguous()
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, log_scales, quats, logits, sh, cam_args, sh_degree, antialiased):
+        ops = load_cuda_extension()
+        means2d, conics, opac, colors, depths, extents, radii = ops.project_fwd(
+            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased
+        )
+        ctx.save_for_backward(means, log_scales, quats, logits, sh, radii)
+        ctx.args = (cam_args, sh_degree, antialiased)
+        ctx.mark_non_differentiable(extents, radii)
+        return means2d, conics, opac, colors, depths, extents, radii
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_opac, v_colors, v_depths, _v_ext, _v_radii):
+        means, log_scales, quats, logits, sh, radii = ctx.saved_tensors
+        cam_args, sh_degree, antialiased = ctx.args
+        C, N = radii.shape
+        like2 = means.new_empty(C, N, 2)
+        like3 = means.new_empty(C, N, 3)
+        like1 = means.new_empty(C, N)
+        grads = load_cuda_extension().project_bwd(
+            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased, radii,
+            _zeros_if_none(v_means2d, like2), _zeros_if_none(v_conics, like3), _zeros_if_none(v_opac, like1),
+            _zeros_if_none(v_colors, like3), _zeros_if_none(v_depths, like1),
+        )
+        return (*grads, None, None, None)
+
+
+class _Blend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels,
+                with_contributions):
+        ops = load_cuda_extension()
+        color, alpha, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids = ops.rasterize_fwd(
+            means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels,
+            with_contributions,
+        )
+        # the sorted tile lists are kept for the backward pass
+        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last)
+        ctx.mark_non_differentiable(contrib, label_contrib)
+        return color, alpha, depth_sum, contrib, label_contrib
+
+    @staticmethod
+    def backward(ctx, v_color, v_alpha, v_depth_sum, _v_contrib, _v_label):
+        means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last = ctx.saved_tensors
+        grads = load_cuda_extension().rasterize_bwd(
+            means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last,
+            _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3)),
+            _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth_sum, trans_final),
+        )
+        return (*grads, None, None, None, None, None, None, None)
+
+
+def rasterize_cuda(
+    store,
+    cams: list[Camera],
+    sh_degree: int,
+    background: torch.Tensor,  # [C, 3]
+    antialiased: bool,
+    labels: torch.Tensor | None = None,  # [C, H, W]
+    num_labels: int = 0,
+    contributions: bool = True,
+) -> dict:
+    """Render a batch of cameras with the CUDA kernels. Returns RenderResult fields."""
+    if store.device.type != "cuda":
+        raise SplatError(f"the cuda backend needs the store on a CUDA device, it is on {store.device}")
+    params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
+    cam_args = _camera_args(cams)
+    means2d, conics, opac, colors, depths, extents, radii = _Project.apply(*params, cam_args, sh_degree, antialiased)
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    W, H = cam_args[3], cam_args[4]
+    lab = None if labels is None else labels.contiguous()
+    color, alpha, depth_sum, contrib, label_contrib = _Blend.apply(
+        means2d, conics, opac, colors, depths, extents, radii, W, H, lab, num_labels, contributions or lab is not None
+    )
+    return {
+        "color": color + (1 - alpha) * background[:, None, None, :],
+        "alpha": alpha,
+        "depth": torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha)),
+        "contributions": contrib if contributions else None,
+        "label_contributions": label_contrib if labels is not None else None,
+        "radii": radii,
+        "means2d": means2d,
+    }

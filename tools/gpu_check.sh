@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU check, in one go (about 5 minutes on one H100/H200 with 16 cores):
+# builds the CUDA backend (build time printed), runs the cuda tests and the
+# nvcc compile tests, then the benchmark against gsplat; a short table last.
+#
+#   tools/gpu_check.sh                # from the repository root, on a machine with a GPU
+#
+# gsplat comes from wheels in .whl/ when present (a machine without network),
+# else from the environment. Logs go to $OUT (default /tmp/gpu_check).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export SPLAT_CACHE=${SPLAT_CACHE:-/tmp/splat_cache}
+PY=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cores', __import__('os').cpu_count())"
+
+# 1. our build, alone on the machine so that its time means something
+rm -rf "$SPLAT_CACHE"
+$PY - <<'PY' 2>&1 | tee "$OUT/build.log"
+import time
+t = time.perf_counter()
+from splat.render.cuda_backend import load_cuda_extension
+load_cuda_extension()
+print(f"cuda backend build + load: {time.perf_counter() - t:.1f} s")
+PY
+BUILD=$(grep -o 'build + load: [0-9.]* s' "$OUT/build.log" || echo "build failed")
+
+# 2. gsplat builds its kernels on first use: in the background while the tests run
+$PY - > "$OUT/gsplat_build.log" 2>&1 <<'PY' &
+import time, torch
+t = time.perf_counter()
+from gsplat import rasterization
+m = torch.zeros(1, 3, device="cuda"); m[0, 2] = 2
+q = torch.tensor([[1.0, 0, 0, 0]], device="cuda")
+rasterization(m, q, torch.full((1, 3), 0.1, device="cuda"), torch.ones(1, device="cuda"), torch.ones(1, 3, device="cuda"),
+              torch.eye(4, device="cuda")[None], torch.tensor([[[50.0, 0, 16], [0, 50, 16], [0, 0, 1]]], device="cuda"), 32, 32)
+torch.cuda.synchronize()
+print(f"gsplat first use (kernel build): {time.perf_counter() - t:.1f} s")
+PY
+GSPLAT_PID=$!
+
+# 3. the cuda tests (with the 1M Gaussians at 1920x1080 one) and the nvcc compile tests
+$PY -m pytest -q -x tests/test_cuda_backend.py tests/test_cuda_sources.py 2>&1 | tee "$OUT/tests.log"
+TESTS=$(tail -n 1 "$OUT/tests.log")
+
+# 4. the benchmark against gsplat
+wait $GSPLAT_PID
+tail -n 3 "$OUT/gsplat_build.log"
+$PY tools/bench_gpu.py "$@" 2>&1 | tee "$OUT/bench.log"
+
+echo
+echo "== summary =="
+echo "build: $BUILD"
+echo "tests: $TESTS"
+sed -n '/^ *size /,$p' "$OUT/bench.log"
