@@ -80,4 +80,6 @@ SCENES = {
     "many_small": (400, 3, 1.0, (0.01, 0.08), (64, 48)),
     "heavy_overlap": (150, 1, 0.15, (0.2, 0.5), (33, 70)),
     "odd_size": (200, 2, 1.2, (0.03, 0.2), (17, 91)),
+    # long thin Gaussians at all angles: the ellipse-tile test drops most of their boxes' tiles
+    "needles": (80, 1, 0.8, (0.004, 0.7), (70, 50)),
 }

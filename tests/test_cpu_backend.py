@@ -38,6 +38,27 @@ def test_agrees_with_reference_float64(degree):
         assert_agree(run(store, cams, "torch", mode), run(store, cams, "cpu", mode), float64=True)
 
 
+def test_needles_float64_and_fewer_tile_pairs_than_boxes():
+    """Binning keeps only the tiles each ellipse meets; dropping the others changes nothing."""
+    n, deg, spread, scale, (w, h) = SCENES["needles"]
+    store = random_store(n, deg, dtype=torch.float64, seed=11, spread=spread, scale=scale)
+    cams = [front_camera(w, h)]
+    for mode in ("classic", "antialiased"):
+        assert_agree(run(store, cams, "torch", mode), run(store, cams, "cpu", mode), float64=True)
+    ext = load_cpu_extension()
+    args = (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)
+    cam = cams[0]
+    means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
+        *args, cam.viewmat, cam.K, w, h, cam.near, cam.far, deg, False)
+    lists = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, w, h, None, 0)[7:]
+    vis = radii > 0
+    lo = torch.floor((means2d - extents) / 16).clamp(min=0)
+    hi = torch.minimum(torch.floor((means2d + extents) / 16), torch.tensor([(w - 1) // 16, (h - 1) // 16], dtype=torch.float64))
+    box_pairs = int(((hi - lo + 1).clamp(min=0).prod(-1) * vis).sum())
+    pairs = lists[1].numel()
+    assert 0 < pairs < 0.9 * box_pairs, (pairs, box_pairs)
+
+
 def test_sh_degree_below_stored_and_white_background():
     store = random_store(100, 3, seed=3)
     cam = [front_camera(32, 32)]

@@ -31,6 +31,7 @@ load_cuda_extension()
 print(f"cuda backend build + load: {time.perf_counter() - t:.1f} s")
 PY
 BUILD=$(grep -o 'build + load: [0-9.]* s' "$OUT/build.log" || echo "build failed")
+find "$SPLAT_CACHE" -name build_error.log -exec tail -c 6000 {} \; 2>/dev/null
 
 # 2. gsplat builds its kernels on first use: in the background while the tests run
 $PY - > "$OUT/gsplat_build.log" 2>&1 <<'PY' &

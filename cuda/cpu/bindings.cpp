@@ -156,7 +156,8 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     auto label_contrib = out({lab ? num_labels : 0, N}, opt);
     splat::cpu::TileBins bins;
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_fwd", [&] {
-        splat::cpu::bin_gaussians<scalar_t>(N, means2d.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
+        splat::cpu::bin_gaussians<scalar_t>(N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+                                            opacities.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
                                             depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), int(width),
                                             int(height), bins);
         splat::cpu::blend_forward<scalar_t>(

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "splat/blend.h"
+#include "splat/tiles.h"
 
 namespace splat {
 namespace cpu {
@@ -16,16 +17,6 @@ namespace {
 template <typename T> GaussianIn<T> gaussian_in(int64_t i, const T* means, const T* log_scales, const T* quats, const T* logits,
                                                const T* sh, int K_sh) {
     return {means + 3 * i, log_scales + 3 * i, quats + 4 * i, logits[i], sh + int64_t(3) * K_sh * i};
-}
-
-// Range of tiles a Gaussian's box touches, clamped to the image (same formula as
-// the torch reference: floor((mean -/+ extent) / TILE)).
-template <typename T>
-void tile_range(const T* m, const T* e, int tiles_x, int tiles_y, int& x0, int& x1, int& y0, int& y1) {
-    x0 = std::max(0, int(s_floor((m[0] - e[0]) / T(TILE))));
-    x1 = std::min(tiles_x - 1, int(s_floor((m[0] + e[0]) / T(TILE))));
-    y0 = std::max(0, int(s_floor((m[1] - e[1]) / T(TILE))));
-    y1 = std::min(tiles_y - 1, int(s_floor((m[1] + e[1]) / T(TILE))));
 }
 
 // Pixel rows of a tile that a Gaussian can reach: its screen box plus one pixel of
@@ -146,8 +137,8 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
 }
 
 template <typename T>
-void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width, int height,
-                   TileBins& bins) {
+void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* extents, const T* depths,
+                   const int32_t* radii, int width, int height, TileBins& bins) {
     std::vector<int32_t>& offsets = bins.offsets;
     std::vector<int32_t>& ids = bins.ids;
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
@@ -165,13 +156,20 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
     for (int64_t m = 0; m < int64_t(M); ++m) {
         const int32_t g = keys[m].second;
         order[m] = g;
-        tile_range(means2d + 2 * g, extents + 2 * g, tiles_x, tiles_y, range[4 * m], range[4 * m + 1], range[4 * m + 2],
-                   range[4 * m + 3]);
+        tile_box(means2d[2 * g], means2d[2 * g + 1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, range[4 * m],
+                 range[4 * m + 1], range[4 * m + 2], range[4 * m + 3]);
     }
+    // the tiles of a Gaussian's box that its ellipse meets (shared with the CUDA binning)
+    auto meets = [&](size_t m, int tx, int ty) {
+        const int32_t g = order[m];
+        return ellipse_meets_tile(conics[3 * g], conics[3 * g + 1], conics[3 * g + 2], sigma_limit(opacities[g]),
+                                  means2d[2 * g], means2d[2 * g + 1], tx * TILE, ty * TILE);
+    };
     offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
     for (size_t m = 0; m < M; ++m)
         for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
-            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) offsets[size_t(ty) * tiles_x + tx + 1]++;
+            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx)
+                if (meets(m, tx, ty)) offsets[size_t(ty) * tiles_x + tx + 1]++;
     std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
     ids.resize(offsets.back());
     bins.g_pairs.resize(offsets.back());
@@ -181,6 +179,7 @@ void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depth
     for (size_t m = 0; m < M; ++m) {
         for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
             for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) {
+                if (!meets(m, tx, ty)) continue;
                 const int32_t pos = fill[size_t(ty) * tiles_x + tx]++;
                 ids[pos] = order[m];
                 bins.g_pairs[q++] = pos;  // the inverse: Gaussian-major list of its pairs
@@ -433,7 +432,8 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     template void project_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, int, int, bool,          \
                                       const CameraParams<T>&, const int32_t*, const T*, const T*, const T*, const T*,     \
                                       const T*, T*, T*, T*, T*, T*);                                                      \
-    template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const int32_t*, int, int, TileBins&);          \
+    template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const int32_t*, int, int, \
+                                   TileBins&);                                                                         \
     template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
                                    const BinsView&, int, int, const int64_t*, int, T*, T*, T*, T*, int32_t*, T*, T*);     \
     template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \

@@ -24,7 +24,7 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
                       T* v_means, T* v_log_scales, T* v_quats, T* v_logits, T* v_sh);
 
 // Tile lists and their inverse. Gaussians with radius > 0 are sorted by (depth,
-// index) and appended to every tile their screen box touches.
+// index) and appended to every tile of their screen box that their ellipse meets.
 struct TileBins {
     std::vector<int32_t> offsets;    // [tiles + 1]: the pairs of tile t are [offsets[t], offsets[t+1])
     std::vector<int32_t> ids;        // [pairs]: the Gaussian of each pair (tile-major, front to back)
@@ -45,7 +45,8 @@ inline BinsView view(const TileBins& b) {
 }
 
 template <typename T>
-void bin_gaussians(int64_t N, const T* means2d, const T* extents, const T* depths, const int32_t* radii, int width,
+void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* extents, const T* depths,
+                   const int32_t* radii, int width,
                    int height, TileBins& bins);
 
 // Front-to-back blend. Writes color [H*W*3] (without background), alpha [H*W],

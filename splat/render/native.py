@@ -96,7 +96,12 @@ def build_extension(kind: str, sources: list[str], extra_cflags: list[str], extr
     except Exception as e:  # compiler missing, compile error, ...
         msg = str(e).strip().splitlines()
         reason = msg[-1] if msg else type(e).__name__
-        _failed[kind] = f"the {kind} backend could not be built ({reason[:200]}); build folder: {build_dir}"
+        log = build_dir / "build_error.log"
+        try:  # the whole compiler output, for whoever debugs the build
+            log.write_text(str(e))
+        except OSError:
+            pass
+        _failed[kind] = f"the {kind} backend could not be built ({reason[:200]}); compiler output: {log}"
         raise SplatError(_failed[kind]) from None
     if fresh:
         print(f"splat: {kind} backend built in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
