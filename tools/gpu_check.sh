@@ -48,7 +48,7 @@ PY
 GSPLAT_PID=$!
 
 # 3. the cuda tests (with the 1M Gaussians at 1920x1080 one) and the nvcc compile tests
-$PY -m pytest -q -x tests/test_cuda_backend.py tests/test_cuda_sources.py 2>&1 | tee "$OUT/tests.log"
+$PY -m pytest -q --tb=short tests/test_cuda_backend.py tests/test_cuda_sources.py 2>&1 | tee "$OUT/tests.log"
 TESTS=$(tail -n 1 "$OUT/tests.log")
 
 # 4. the benchmark against gsplat
