@@ -9,7 +9,8 @@ on the same parameters. The backend must be within the stated tolerance, or
 no worse than twice the float32 reference's own error where float32 rounding
 alone exceeds it (gradients are long sums with cancellation, and a pixel whose
 transmittance lands within a rounding step of the 1e-4 stop may stop one
-Gaussian earlier or later). Tolerances: colour, alpha, contributions 1e-5;
+Gaussian earlier or later: pixels with transmittance below 1e-2 are held to
+1e-2 instead). Tolerances: colour, alpha, contributions 1e-5;
 depth 2e-5 (it divides by alpha, and 1 - T loses digits where alpha is small);
 every gradient 1e-4.
 """
@@ -49,29 +50,48 @@ def rel_err(a, b):
     return ((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item() if a.numel() else 0.0
 
 
-def assert_agree(ref, cpu, float64=False, ref32=None):
-    """ref: float64 reference; cpu: the CPU backend; ref32: float32 reference (float32 runs)."""
+IMAGES = ("color", "alpha", "depth")
+# A pixel whose transmittance falls below 1e-2 can meet the 1e-4 stop; float32
+# rounding may end it one Gaussian earlier or later, which moves its colour,
+# alpha and depth by at most that Gaussian's weight (< 1e-2 of the largest value).
+SATURATED_T = 1e-2
+
+
+def assert_agree(ref, got, float64=False, ref32=None, factor=2.0):
+    """ref: float64 reference; got: the backend under test; ref32: a float32 run
+    whose error against ref sets the bar (``factor`` times it, or the tolerance)."""
+    saturated = (1 - ref["alpha"]) <= SATURATED_T  # [C, H, W, 1]
     for name, a in ref.items():
-        b = cpu[name]
+        b = got[name]
         assert a.shape == b.shape, name
         assert not torch.isnan(b).any(), f"{name}: NaN (unwritten output?)"
         if a.dtype == torch.int32:
             assert torch.equal(a, b), name
             continue
-        err = rel_err(a, b.to(a.dtype))
+        b = b.to(a.dtype)
         if float64:
+            err = rel_err(a, b)
             assert err <= 1e-10, f"{name}: relative error {err:.2e} > 1e-10"
             continue
+        c = ref32[name].to(a.dtype)
+        if name in IMAGES and not float64:
+            scale = a.abs().max().clamp(min=1e-12)
+            stop = saturated.expand_as(a)
+            flip = ((a - b).abs() / scale)[stop].max().item() if stop.any() else 0.0
+            assert flip <= SATURATED_T, f"{name}: relative error {flip:.2e} at saturated pixels > {SATURATED_T}"
+            a, b, c = (torch.where(stop, torch.zeros_like(t), t) for t in (a, b, c))
+        err = rel_err(a, b)
         tol = FWD_TOL.get(name.replace("label_contributions", "contributions"), GRAD_TOL)
-        ref_err = rel_err(a, ref32[name].to(a.dtype))
-        assert err <= max(tol, 2 * ref_err), f"{name}: relative error {err:.2e} > {tol:g} (float32 reference: {ref_err:.2e})"
+        ref_err = rel_err(a, c)
+        assert err <= max(tol, factor * ref_err), (
+            f"{name}: relative error {err:.2e} > {tol:g} (float32 reference: {ref_err:.2e})")
 
 
-def check_float32(store, cams, mode="classic", backend="cpu", device="cpu", **kw):
-    """``backend`` in float32 against the float64 reference, allowed twice the float32 reference's own error."""
+def check_float32(store, cams, mode="classic", backend="cpu", device="cpu", factor=2.0, **kw):
+    """``backend`` in float32 against the float64 reference, allowed ``factor`` times the float32 reference's own error."""
     ref64 = run(store.to(dtype=torch.float64), cams, "torch", mode, **kw)
     ref32 = run(store, cams, "torch", mode, **kw)
-    assert_agree(ref64, run(store, cams, backend, mode, device=device, **kw), ref32=ref32)
+    assert_agree(ref64, run(store, cams, backend, mode, device=device, **kw), ref32=ref32, factor=factor)
 
 
 SCENES = {

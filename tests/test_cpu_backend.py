@@ -50,7 +50,8 @@ def test_needles_float64_and_fewer_tile_pairs_than_boxes():
     cam = cams[0]
     means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
         *args, cam.viewmat, cam.K, w, h, cam.near, cam.far, deg, False)
-    lists = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, w, h, None, 0)[7:]
+    background = torch.zeros(3, dtype=torch.float64)
+    lists = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, w, h, background, None, 0)[8:]
     vis = radii > 0
     lo = torch.floor((means2d - extents) / 16).clamp(min=0)
     hi = torch.minimum(torch.floor((means2d + extents) / 16), torch.tensor([(w - 1) // 16, (h - 1) // 16], dtype=torch.float64))

@@ -11,6 +11,13 @@ from splat.render import rasterize
 from agreement import SCENES, assert_agree, check_float32, rel_err, run
 from conftest import front_camera, random_store
 
+# The GPU sums each gradient with float atomics in an order that changes from run
+# to run, and contracts a * b + c into fused multiply-adds: its float32 rounding
+# strays further from torch's than the CPU backend's does. Float32 agreement is
+# therefore held to four times the float32 reference's own error (or the
+# tolerance); float64 agreement to 1e-10 checks that the math is the same.
+GPU_FACTOR = 4.0
+
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")]
 
 
@@ -31,20 +38,20 @@ def test_agrees_with_reference_float32(scene, mode):
     n, deg, spread, scale, (w, h) = SCENES[scene]
     store = random_store(n, deg, seed=len(scene), spread=spread, scale=scale)
     cams = [front_camera(w, h), front_camera(w, h, distance=2.5)]  # a batch of two cameras
-    check_float32(store, cams, mode, backend="cuda", device="cuda")
+    check_float32(store, cams, mode, backend="cuda", device="cuda", factor=GPU_FACTOR)
 
 
 @pytest.mark.parametrize("scene", list(SCENES))
 def test_no_worse_than_cpu_backend(scene):
     """Measured against the float64 reference, the CUDA backend's error is within
-    the tolerances or at most twice the CPU backend's."""
+    the tolerances or at most GPU_FACTOR times the CPU backend's."""
     n, deg, spread, scale, (w, h) = SCENES[scene]
     store = random_store(n, deg, seed=len(scene) + 1, spread=spread, scale=scale)
     cams = [front_camera(w, h)]
     ref64 = run(store.to(dtype=torch.float64), cams, "torch")
     cpu = run(store, cams, "cpu")
     cuda = run(store, cams, "cuda", device="cuda")
-    assert_agree(ref64, cuda, ref32=cpu)
+    assert_agree(ref64, cuda, ref32=cpu, factor=GPU_FACTOR)
     assert torch.equal(cpu["radii"], cuda["radii"])
 
 
@@ -62,7 +69,7 @@ def test_border_and_behind_camera_gaussians():
         store.means[:10, 0] = torch.linspace(-2.5, 2.5, 10)
         store.means[10:20] = store.means[10:20] + torch.tensor([0.0, -8.0, 0.0])
         store.means[20] = torch.tensor([0.3, -3.99, 0.8])
-    check_float32(store, [front_camera(48, 40)], backend="cuda", device="cuda")
+    check_float32(store, [front_camera(48, 40)], backend="cuda", device="cuda", factor=GPU_FACTOR)
 
 
 def test_label_contributions_agree():

@@ -135,11 +135,12 @@ struct Projection {
 
 std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
-                                         torch::Tensor radii, int64_t width, int64_t height,
+                                         torch::Tensor radii, int64_t width, int64_t height, torch::Tensor background,
                                          c10::optional<torch::Tensor> labels, int64_t num_labels) {
     Projection P{means2d, conics, opacities, colors, depths, extents};
     P.check_all();
     const int64_t N = P.N();
+    check(background, "background", means2d.scalar_type(), {3});
     check(radii, "radii", at::kInt, {N});
     TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
     const int64_t* lab = nullptr;
@@ -151,6 +152,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     auto opt = means2d.options();
     auto color = out({height, width, 3}, opt), alpha = out({height, width, 1}, opt);
     auto depth_sum = out({height, width, 1}, opt), trans_final = out({height, width, 1}, opt);
+    auto depth = out({height, width, 1}, opt);
     auto last = out({height, width}, opt.dtype(at::kInt));
     auto contrib = out({N}, opt);
     auto label_contrib = out({lab ? num_labels : 0, N}, opt);
@@ -163,8 +165,8 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
         splat::cpu::blend_forward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), splat::cpu::view(bins),
-            int(width), int(height), lab, int(num_labels), color.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(),
-            trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
+            int(width), int(height), background.data_ptr<scalar_t>(), lab, int(num_labels), color.data_ptr<scalar_t>(),
+            alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
             lab ? label_contrib.data_ptr<scalar_t>() : nullptr);
     });
     // the tile lists go back to Python, which keeps them for the backward pass
@@ -174,20 +176,22 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
         std::copy(v->begin(), v->end(), t.data_ptr<int32_t>());
         lists.push_back(t);
     }
-    return {color, alpha, depth_sum, trans_final, last, contrib, label_contrib,
+    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib,
             lists[0], lists[1], lists[2], lists[3], lists[4]};
 }
 
 std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
                                          torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
-                                         std::vector<torch::Tensor> lists, torch::Tensor trans_final,
-                                         torch::Tensor last, torch::Tensor v_color, torch::Tensor v_alpha,
-                                         torch::Tensor v_depth_sum) {
+                                         std::vector<torch::Tensor> lists, torch::Tensor background,
+                                         torch::Tensor trans_final, torch::Tensor depth_sum, torch::Tensor last,
+                                         torch::Tensor v_color, torch::Tensor v_alpha, torch::Tensor v_depth) {
     Projection P{means2d, conics, opacities, colors, depths, extents};
     P.check_all();
     const int64_t N = P.N(), H = trans_final.size(0), W = trans_final.size(1);
     const auto dt = means2d.scalar_type();
     check(trans_final, "trans_final", dt, {H, W, 1});
+    check(depth_sum, "depth_sum", dt, {H, W, 1});
+    check(background, "background", dt, {3});
     check(last, "last", at::kInt, {H, W});
     TORCH_CHECK(lists.size() == 5, "tile lists: expected 5 tensors");
     const char* names[5] = {"tile_offsets", "tile_ids", "order", "gaussian_offsets", "gaussian_pairs"};
@@ -195,7 +199,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
     const torch::Tensor &offsets = lists[0], &ids = lists[1];
     check(v_color, "v_color", dt, {H, W, 3});
     check(v_alpha, "v_alpha", dt, {H, W, 1});
-    check(v_depth_sum, "v_depth_sum", dt, {H, W, 1});
+    check(v_depth, "v_depth", dt, {H, W, 1});
     const int64_t tiles = ((W + splat::TILE - 1) / splat::TILE) * ((H + splat::TILE - 1) / splat::TILE);
     TORCH_CHECK(offsets.size(0) == tiles + 1, "tile_offsets does not match the image size");
     TORCH_CHECK(lists[4].size(0) == ids.size(0) && lists[3].size(0) == lists[2].size(0) + 1, "tile lists are inconsistent");
@@ -209,9 +213,9 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
-            bins, int(W), int(H), trans_final.data_ptr<scalar_t>(),
-            last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
-            v_depth_sum.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
+            bins, int(W), int(H), background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(),
+            depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(),
+            v_alpha.data_ptr<scalar_t>(), v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
             v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>());
     });
     return {v_m, v_c, v_o, v_col, v_d};

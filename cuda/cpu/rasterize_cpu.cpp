@@ -216,7 +216,8 @@ void reduce_pairs(const BinsView& b, const T* pair_vals, T* const* outs, const i
 // pixel loop. Each pixel still sees the Gaussians strictly in list order.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const BinsView& bins, int width, int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   const T* extents, const BinsView& bins, int width, int height, const T* background,
+                   const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
     const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
@@ -298,10 +299,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             for (int x = 0; x < tw; ++x) {
                 const int p = y * TILE + x;
                 const int64_t pix = int64_t(ty0 + y) * width + tx0 + x;
-                color[3 * pix] = c0[p];
-                color[3 * pix + 1] = c1[p];
-                color[3 * pix + 2] = c2[p];
-                alpha[pix] = T(1) - trans[p];
+                pixel_finish(c0[p], c1[p], c2[p], trans[p], dep[p], background, color + 3 * pix, alpha[pix], depth[pix]);
                 trans_final[pix] = trans[p];  // kept as is: 1 - alpha loses digits when T is small
                 depth_sum[pix] = dep[p];
                 last[pix] = int32_t(lst[p]);
@@ -321,8 +319,8 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                     const T* extents, const BinsView& bins, int width, int height,
-                    const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
-                    T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
+                    const T* background, const T* trans_final, const T* depth_sum, const int32_t* last,
+                    const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
     const int tiles_x = (width + TILE - 1) / TILE;
     const int32_t* offsets = bins.offsets;
     const int32_t* ids = bins.ids;
@@ -349,9 +347,8 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 g0[p] = v_color[3 * pix];
                 g1[p] = v_color[3 * pix + 1];
                 g2[p] = v_color[3 * pix + 2];
-                gd[p] = v_depth_sum[pix];
-                ga[p] = v_alpha[pix];
                 tf[p] = trans[p] = trans_final[pix];
+                pixel_finish_vjp(v_color + 3 * pix, v_alpha[pix], v_depth[pix], tf[p], depth_sum[pix], background, gd[p], ga[p]);
                 lst[p] = T(last[pix]);
                 max_last = std::max(max_last, last[pix]);
             }
@@ -435,10 +432,11 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const int32_t*, int, int, \
                                    TileBins&);                                                                         \
     template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
-                                   const BinsView&, int, int, const int64_t*, int, T*, T*, T*, T*, int32_t*, T*, T*);     \
+                                   const BinsView&, int, int, const T*, const int64_t*, int, T*, T*, T*, T*, T*,          \
+                                   int32_t*, T*, T*);                                                                     \
     template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \
-                                    const BinsView&, int, int, const T*, const int32_t*, const T*, const T*, const T*,    \
-                                    T*, T*, T*, T*, T*);
+                                    const BinsView&, int, int, const T*, const T*, const T*, const int32_t*, const T*,    \
+                                    const T*, const T*, T*, T*, T*, T*, T*);
 
 SPLAT_INSTANTIATE(float)
 SPLAT_INSTANTIATE(double)

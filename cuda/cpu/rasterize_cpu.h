@@ -49,22 +49,25 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
                    const int32_t* radii, int width,
                    int height, TileBins& bins);
 
-// Front-to-back blend. Writes color [H*W*3] (without background), alpha [H*W],
-// trans_final [H*W] (the T left, kept apart from alpha for the backward pass),
-// depth_sum [H*W], last [H*W] (list entries up to the last included Gaussian),
-// contributions [N] (sum of alpha*T), and label_contrib [L*N] if labels != null.
+// Front-to-back blend. Writes color [H*W*3] (the blend plus T * background [3]),
+// alpha [H*W], depth [H*W] (expected depth, pixel_finish), trans_final [H*W]
+// (the T left, kept apart from alpha for the backward pass), depth_sum [H*W],
+// last [H*W] (list entries up to the last included Gaussian), contributions [N]
+// (sum of alpha*T), and label_contrib [L*N] if labels != null.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const BinsView& bins, int width, int height, const int64_t* labels, int num_labels, T* color, T* alpha, T* trans_final, T* depth_sum,
+                   const T* extents, const BinsView& bins, int width, int height, const T* background,
+                   const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib);
 
-// Back-to-front VJP of blend_forward. Gradients per Gaussian are written into
-// v_* arrays of size N (zeroed here).
+// Back-to-front VJP of blend_forward, from the gradients of its colour, alpha
+// and depth. Gradients per Gaussian are written into v_* arrays of size N
+// (zeroed here); the background's gradient (sum of T * v_color) is the caller's.
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                    const T* extents, const BinsView& bins, int width, int height,
-                    const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth_sum,
-                    T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths);
+                    const T* extents, const BinsView& bins, int width, int height, const T* background,
+                    const T* trans_final, const T* depth_sum, const int32_t* last, const T* v_color, const T* v_alpha,
+                    const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths);
 
 }  // namespace cpu
 }  // namespace splat

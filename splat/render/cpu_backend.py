@@ -63,25 +63,28 @@ class _Project(torch.autograd.Function):
 
 class _Blend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels):
+    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels, num_labels):
         ext = load_cpu_extension()
-        color, alpha, depth_sum, trans_final, last, contrib, label_contrib, *lists = ext.rasterize_fwd(
-            means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels
+        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, *lists = ext.rasterize_fwd(
+            means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels
         )
         # lists: tile offsets, tile ids, depth order, per-Gaussian pair lists (for the backward pass)
-        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, trans_final, last, *lists)
+        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last,
+                              *lists)
         ctx.mark_non_differentiable(contrib, label_contrib)
-        return color, alpha, depth_sum, contrib, label_contrib
+        return color, alpha, depth, contrib, label_contrib
 
     @staticmethod
-    def backward(ctx, v_color, v_alpha, v_depth_sum, _v_contrib, _v_label):
-        means2d, conics, opac, colors, depths, extents, trans_final, last, *lists = ctx.saved_tensors
+    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
+        means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last, *lists = ctx.saved_tensors
+        v_color = _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3))
         grads = load_cpu_extension().rasterize_bwd(
-            means2d, conics, opac, colors, depths, extents, lists, trans_final, last,
-            _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3)),
-            _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth_sum, trans_final),
+            means2d, conics, opac, colors, depths, extents, lists, background, trans_final, depth_sum, last,
+            v_color, _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth, trans_final),
         )
-        return (*grads, None, None, None, None, None, None)
+        # the background shows through the transmittance left at each pixel
+        v_background = (v_color * trans_final).sum((0, 1)) if ctx.needs_input_grad[7] else None
+        return (*grads, None, None, v_background, None, None, None, None)
 
 
 def rasterize_cpu(
@@ -108,12 +111,12 @@ def rasterize_cpu(
     out = {k: [] for k in ("color", "alpha", "depth", "contributions", "label_contributions")}
     for c, (_, conics, opac, colors, depths, extents, radii) in enumerate(projected):
         lab = None if labels is None else labels[c].contiguous()
-        color, alpha, depth_sum, contrib, label_contrib = _Blend.apply(
-            means2d[c], conics, opac, colors, depths, extents, radii, W, H, lab, num_labels
+        color, alpha, depth, contrib, label_contrib = _Blend.apply(
+            means2d[c], conics, opac, colors, depths, extents, radii, background[c].contiguous(), W, H, lab, num_labels
         )
-        out["color"].append(color + (1 - alpha) * background[c])
+        out["color"].append(color)
         out["alpha"].append(alpha)
-        out["depth"].append(torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha)))
+        out["depth"].append(depth)
         out["contributions"].append(contrib)
         out["label_contributions"].append(label_contrib if labels is not None else None)
     result = {k: _stack(v) if v[0] is not None else None for k, v in out.items()}

@@ -110,6 +110,36 @@ SPLAT_HD void gaussian_alpha_vjp(const Sym2<T>& conic, const Vec2<T>& mean2d, T 
                          v_mean2d.x, v_mean2d.y, v_opacity);
 }
 
+// What a pixel shows once its Gaussians are blended: the blended colour plus
+// the background through the transmittance left, alpha = 1 - T, and the
+// expected depth depth_sum / alpha (alpha clamped at 1e-10; 0 where alpha = 0).
+template <typename T>
+SPLAT_HD void pixel_finish(T c0, T c1, T c2, T trans, T depth_sum, const T* bg, T* color, T& alpha, T& depth) {
+    color[0] = c0 + trans * bg[0];
+    color[1] = c1 + trans * bg[1];
+    color[2] = c2 + trans * bg[2];
+    alpha = T(1) - trans;
+    depth = alpha > T(0) ? depth_sum / s_max(alpha, T(1e-10)) : T(0);
+}
+
+// VJP of pixel_finish, seen from the blend: gradients of the shown colour,
+// alpha and depth -> gradients of the blended colour (g_color is passed
+// through unchanged), of depth_sum and of alpha = 1 - T (the background term
+// enters through T). The background's own gradient, trans * g_color summed over
+// pixels, is left to the caller.
+template <typename T>
+SPLAT_HD void pixel_finish_vjp(const T* g_color, T g_alpha, T g_depth, T trans, T depth_sum, const T* bg, T& v_depth_sum,
+                               T& v_alpha) {
+    const T alpha = T(1) - trans;
+    v_alpha = g_alpha - (g_color[0] * bg[0] + g_color[1] * bg[1] + g_color[2] * bg[2]);
+    v_depth_sum = T(0);
+    if (alpha > T(0)) {
+        const T a = s_max(alpha, T(1e-10));
+        v_depth_sum = g_depth / a;
+        if (alpha > T(1e-10)) v_alpha -= g_depth * depth_sum / (a * a);
+    }
+}
+
 // Gradients arriving at one pixel.
 template <typename T> struct PixelGrad {
     T color[3];   // d loss / d colour (before the background term)
