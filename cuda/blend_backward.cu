@@ -15,9 +15,10 @@ constexpr int THREADS = BLEND_THREADS;
 template <typename T>
 __global__ void __launch_bounds__(THREADS)
     blend_backward_kernel(ConstProjected<T> p, int width, int height, const int32_t* __restrict__ ranges,
-                          const int32_t* __restrict__ ids, const T* __restrict__ trans_final,
+                          const int32_t* __restrict__ ids, const T* __restrict__ background,
+                          const T* __restrict__ trans_final, const T* __restrict__ depth_sum,
                           const int32_t* __restrict__ last_in, const T* __restrict__ v_color,
-                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth_sum, T* v_means2d, T* v_conics,
+                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth, T* v_means2d, T* v_conics,
                           T* v_opacities, T* v_colors, T* v_depths) {
     __shared__ Batch<T> s;
     __shared__ int s_max_last;
@@ -32,9 +33,9 @@ __global__ void __launch_bounds__(THREADS)
         g0 = v_color[3 * tp.pix];
         g1 = v_color[3 * tp.pix + 1];
         g2 = v_color[3 * tp.pix + 2];
-        gd = v_depth_sum[tp.pix];
-        ga = v_alpha[tp.pix];
         tf = trans_final[tp.pix];
+        pixel_finish_vjp(v_color + 3 * tp.pix, v_alpha[tp.pix], v_depth[tp.pix], tf, depth_sum[tp.pix],
+                         background + 3 * tp.cam, gd, ga);
         last = last_in[tp.pix];
     }
     T trans = tf, s0 = 0, s1 = 0, s2 = 0, sd = 0;
@@ -43,6 +44,9 @@ __global__ void __launch_bounds__(THREADS)
     atomicMax(&s_max_last, last);
     __syncthreads();
     const int max_last = s_max_last;
+    // the last entry any lane of this warp takes: entries behind it are skipped warp-wide
+    int warp_last = last;
+    for (int o = 16; o > 0; o >>= 1) warp_last = max(warp_last, __shfl_xor_sync(FULL_MASK, warp_last, o));
 
     // batches [b_lo, b_hi) of the tile's list, back to front; slot j holds entry b_hi - 1 - j
     for (int b_hi = max_last; b_hi > 0; b_hi -= THREADS) {
@@ -54,6 +58,7 @@ __global__ void __launch_bounds__(THREADS)
         const int nb = b_hi - b_lo;
         for (int j = 0; j < nb; ++j) {
             const int entry = b_hi - 1 - j;
+            if (entry >= warp_last) continue;  // warp-uniform
             const T mx = s.mx[j], my = s.my[j], op = s.op[j];
             const Sym2<T> conic = {s.ca[j], s.cb[j], s.cc[j]};
             const T dx = fx - mx, dy = fy - my;
@@ -106,22 +111,22 @@ __global__ void __launch_bounds__(THREADS)
 
 template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
-                    const int32_t* ids, const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha,
-                    const T* v_depth_sum, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
+                    const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
+                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
                     cudaStream_t stream) {
     (void)N;
     const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
     if (tiles == 0) return;
-    blend_backward_kernel<T><<<tiles, THREADS, 0, stream>>>(p, width, height, ranges, ids, trans_final, last, v_color,
-                                                            v_alpha, v_depth_sum, v_means2d, v_conics, v_opacities,
+    blend_backward_kernel<T><<<tiles, THREADS, 0, stream>>>(p, width, height, ranges, ids, background, trans_final,
+                                                            depth_sum, last, v_color, v_alpha, v_depth, v_means2d, v_conics, v_opacities,
                                                             v_colors, v_depths);
 }
 
 template void blend_backward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*,
-                                    const int32_t*, const float*, const int32_t*, const float*, const float*,
+                                    const int32_t*, const float*, const float*, const float*, const int32_t*, const float*, const float*,
                                     const float*, float*, float*, float*, float*, float*, cudaStream_t);
 template void blend_backward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
-                                     const int32_t*, const double*, const int32_t*, const double*, const double*,
+                                     const int32_t*, const double*, const double*, const double*, const int32_t*, const double*, const double*,
                                      const double*, double*, double*, double*, double*, double*, cudaStream_t);
 
 }  // namespace gpu

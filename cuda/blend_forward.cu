@@ -19,7 +19,8 @@ __device__ unsigned long long to_fixed(double v) { return (unsigned long long)(v
 template <typename T, bool CONTRIB>
 __global__ void __launch_bounds__(THREADS)
     blend_forward_kernel(ConstProjected<T> p, int64_t N, int width, int height, const int32_t* __restrict__ ranges,
-                         const int32_t* __restrict__ ids, T* color, T* alpha, T* trans_final, T* depth_sum,
+                         const int32_t* __restrict__ ids, const T* __restrict__ background, T* color, T* alpha,
+                         T* depth, T* trans_final, T* depth_sum,
                          int32_t* last_out, unsigned long long* contrib, const int64_t* __restrict__ labels,
                          int num_labels, unsigned long long* label_contrib) {
     __shared__ Batch<T> s;
@@ -81,10 +82,7 @@ __global__ void __launch_bounds__(THREADS)
         __syncthreads();
     }
     if (!inside) return;
-    color[3 * pix] = c0;
-    color[3 * pix + 1] = c1;
-    color[3 * pix + 2] = c2;
-    alpha[pix] = T(1) - trans;
+    pixel_finish(c0, c1, c2, trans, dz, background + 3 * tp.cam, color + 3 * pix, alpha[pix], depth[pix]);
     trans_final[pix] = trans;  // kept as is: 1 - alpha loses digits when T is small
     depth_sum[pix] = dz;
     last_out[pix] = last;
@@ -94,26 +92,27 @@ __global__ void __launch_bounds__(THREADS)
 
 template <typename T>
 void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
-                   const int32_t* ids, T* color, T* alpha, T* trans_final, T* depth_sum, int32_t* last,
-                   unsigned long long* contrib, const int64_t* labels, int num_labels, unsigned long long* label_contrib,
+                   const int32_t* ids, const T* background, T* color, T* alpha, T* depth, T* trans_final,
+                   T* depth_sum, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels, unsigned long long* label_contrib,
                    cudaStream_t stream) {
     const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
     if (tiles == 0) return;
     if (contrib)
-        blend_forward_kernel<T, true><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, color, alpha,
-                                                                     trans_final, depth_sum, last, contrib, labels,
+        blend_forward_kernel<T, true><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, background, color,
+                                                                     alpha, depth, trans_final, depth_sum, last, contrib, labels,
                                                                      num_labels, label_contrib);
     else
-        blend_forward_kernel<T, false><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, color, alpha,
-                                                                      trans_final, depth_sum, last, nullptr, nullptr, 0,
+        blend_forward_kernel<T, false><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, background, color,
+                                                                      alpha, depth, trans_final, depth_sum, last, nullptr, nullptr, 0,
                                                                       nullptr);
 }
 
 template void blend_forward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*, const int32_t*,
-                                   float*, float*, float*, float*, int32_t*, unsigned long long*, const int64_t*, int,
+                                   const float*, float*, float*, float*, float*, float*, int32_t*, unsigned long long*, const int64_t*, int,
                                    unsigned long long*, cudaStream_t);
 template void blend_forward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
-                                    const int32_t*, double*, double*, double*, double*, int32_t*, unsigned long long*,
+                                    const int32_t*, const double*, double*, double*, double*, double*, double*, int32_t*,
+                                    unsigned long long*,
                                     const int64_t*, int, unsigned long long*, cudaStream_t);
 
 }  // namespace gpu

@@ -75,25 +75,28 @@ void sort_pairs(const uint64_t* keys_in, uint64_t* keys_out, const int32_t* valu
 // ranges [total_tiles, 2] (zeroed by the caller): each tile's [start, end) in the sorted pairs.
 void tile_ranges(const uint64_t* sorted_keys, int64_t pairs, int32_t* ranges, cudaStream_t stream);
 
-// Front-to-back blend, one 16x16 block per tile. Writes color [C,H,W,3] (no
-// background), alpha, trans_final, depth_sum [C,H,W], last [C,H,W] (entries of
-// the tile's list up to the last Gaussian that counted). If contrib is not null,
+// Front-to-back blend, one 16x16 block per tile. Writes color [C,H,W,3] (the
+// blend plus T * background [C,3]), alpha, depth (expected depth; both as
+// pixel_finish), trans_final, depth_sum [C,H,W], last [C,H,W] (entries of the
+// tile's list up to the last Gaussian that counted). If contrib is not null,
 // adds sum(alpha T) per (camera, Gaussian) into contrib [C*N] in fixed point
 // (zeroed by the caller); if labels [C,H,W] are given, also into
 // label_contrib [C, L, N] by the pixel's label.
 template <typename T>
 void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
-                   const int32_t* ids, T* color, T* alpha, T* trans_final, T* depth_sum, int32_t* last,
-                   unsigned long long* contrib, const int64_t* labels, int num_labels, unsigned long long* label_contrib,
-                   cudaStream_t stream);
+                   const int32_t* ids, const T* background, T* color, T* alpha, T* depth, T* trans_final,
+                   T* depth_sum, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels,
+                   unsigned long long* label_contrib, cudaStream_t stream);
 
-// Back-to-front VJP of blend_forward. Adds into v_* ([C, N, ...], zeroed by the
-// caller); gradients are summed over each warp before one atomic per warp.
+// Back-to-front VJP of blend_forward, from the gradients of its colour, alpha
+// and depth. Adds into v_* ([C, N, ...], zeroed by the caller); gradients are
+// summed over each warp before one atomic per warp. The background's gradient
+// (sum of T * v_color) is the caller's.
 template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
-                    const int32_t* ids, const T* trans_final, const int32_t* last, const T* v_color, const T* v_alpha,
-                    const T* v_depth_sum, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
-                    cudaStream_t stream);
+                    const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
+                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d,
+                    T* v_conics, T* v_opacities, T* v_colors, T* v_depths, cudaStream_t stream);
 
 // Launch-error check: returns the last launch's error string, or null.
 const char* last_error();

@@ -120,6 +120,29 @@ class Gsplat:
         self._render(*params).sum().backward()
 
 
+def profile(runner, label: str, reps: int = 5) -> None:
+    """Kernel times of one forward+backward (mean of ``reps``), by torch.profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(3):
+        runner.forward_backward()
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            runner.forward_backward()
+        torch.cuda.synchronize()
+    kernels = sorted(
+        ((getattr(e, "self_device_time_total", 0) / reps / 1000, e.count // reps, e.key) for e in prof.key_averages()),
+        reverse=True,
+    )
+    total = sum(k[0] for k in kernels)
+    print(f"-- {runner.name} {label}: device time per forward+backward {total:.3f} ms (kernels and copies)")
+    for ms, count, key in kernels[:12]:
+        if ms > 0:
+            print(f"   {ms:7.3f} ms  x{count:<3} {key[:90]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", default="270x480:300000,270x480:1000000,1080x1920:300000,1080x1920:1000000",
@@ -127,6 +150,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--mode", default="classic", choices=["classic", "antialiased"])
     ap.add_argument("--no-gsplat", action="store_true", help="time our backend only")
+    ap.add_argument("--profile", metavar="HxW:N", help="also print the CUDA kernel times of one forward+backward")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible to torch")
@@ -157,6 +181,13 @@ def main() -> None:
                   f"max |diff| vs ours {diff:.2e}", flush=True)
         del store, runners, ours_img
         torch.cuda.empty_cache()
+    if args.profile:
+        size, n = args.profile.split(":")
+        h, w = (int(v) for v in size.split("x"))
+        store, cam = bench_scene(int(n)), bench_camera(h, w)
+        runners = [Ours(store, cam, args.mode)] + ([Gsplat(store, cam, args.mode, packed=False)] if gsplat_ok else [])
+        for r in runners:
+            profile(r, f"{size} N={n}")
     print()
     print(f"{'size':>10} {'N':>8} {'backend':>14} {'fwd ms':>8} {'fwd+bwd ms':>10} {'peak MiB':>9} {'max|diff|':>9} {'fwd ratio':>9} {'f+b ratio':>9}")
     for size, n, name, fwd, fb, mem, diff in rows:

@@ -60,7 +60,9 @@ at::Tensor camera_params(const at::Tensor& viewmats, const at::Tensor& Ks, const
     check(Ks, "Ks", false, at::kDouble, {C, 3, 3});
     check(near_far, "near_far", false, at::kDouble, {C, 2});
     TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
-    at::Tensor host = at::empty({int64_t(C * sizeof(CameraParams<T>))}, at::TensorOptions().dtype(at::kByte));
+    // pinned, so that the copy below does not wait for the device
+    at::Tensor host = at::empty({int64_t(C * sizeof(CameraParams<T>))},
+                                at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     auto* cams = reinterpret_cast<CameraParams<T>*>(host.data_ptr<uint8_t>());
     for (int64_t c = 0; c < C; ++c) {
         const double* v = viewmats.data_ptr<double>() + 16 * c;
@@ -76,7 +78,7 @@ at::Tensor camera_params(const at::Tensor& viewmats, const at::Tensor& Ks, const
         p.near = T(near_far.data_ptr<double>()[2 * c]);
         p.far = T(near_far.data_ptr<double>()[2 * c + 1]);
     }
-    return host.to(device, /*non_blocking=*/false);
+    return host.to(device, /*non_blocking=*/true);
 }
 
 template <typename T> const CameraParams<T>* cams_ptr(const at::Tensor& blob) {

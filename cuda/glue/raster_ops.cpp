@@ -72,13 +72,14 @@ std::pair<at::Tensor, at::Tensor> bin(const Projection& P, int64_t width, int64_
 std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                                       const at::Tensor& colors, const at::Tensor& depths, const at::Tensor& extents,
                                       const at::Tensor& radii, int64_t width, int64_t height,
-                                      const c10::optional<at::Tensor>& labels, int64_t num_labels,
-                                      bool with_contributions) {
+                                      const at::Tensor& background, const c10::optional<at::Tensor>& labels,
+                                      int64_t num_labels, bool with_contributions) {
     const Projection P{means2d, conics, opacities, colors, depths, extents, radii};
     P.check_all();
     TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
     const c10::cuda::CUDAGuard guard(means2d.device());
     const int64_t C = P.C(), N = P.N();
+    check(background, "background", true, means2d.scalar_type(), {C, 3});
     const int64_t* lab = nullptr;
     if (labels.has_value()) {
         check(*labels, "labels", true, at::kLong, {C, height, width});
@@ -89,6 +90,7 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
     const auto opt = means2d.options();
     at::Tensor color = out({C, height, width, 3}, opt), alpha = out({C, height, width, 1}, opt);
     at::Tensor depth_sum = out({C, height, width, 1}, opt), trans_final = out({C, height, width, 1}, opt);
+    at::Tensor depth = out({C, height, width, 1}, opt);
     at::Tensor last = out({C, height, width}, opt.dtype(at::kInt));
     // fixed-point sums, added to by integer atomics
     at::Tensor contrib_fx = at::zeros({with_contributions ? C * N : 0}, opt.dtype(at::kLong));
@@ -98,8 +100,8 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
         std::tie(ranges, ids) = bin<scalar_t>(P, width, height);
         gpu::blend_forward<scalar_t>(
             P.arrays<scalar_t>(), int(C), N, int(width), int(height), ranges.data_ptr<int32_t>(),
-            ids.data_ptr<int32_t>(), color.data_ptr<scalar_t>(), alpha.data_ptr<scalar_t>(),
-            trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(),
+            ids.data_ptr<int32_t>(), background.data_ptr<scalar_t>(), color.data_ptr<scalar_t>(),
+            alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(),
             with_contributions ? reinterpret_cast<unsigned long long*>(contrib_fx.data_ptr<int64_t>()) : nullptr, lab,
             int(num_labels), lab ? reinterpret_cast<unsigned long long*>(label_fx.data_ptr<int64_t>()) : nullptr,
             stream());
@@ -108,35 +110,43 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
     const double scale = 1.0 / gpu::CONTRIB_SCALE;
     at::Tensor contrib = contrib_fx.to(at::kDouble).mul_(scale).to(opt.dtype()).view({with_contributions ? C : 0, N});
     at::Tensor label_contrib = label_fx.to(at::kDouble).mul_(scale).to(opt.dtype()).view({lab ? C : 0, num_labels, N});
-    return {color, alpha, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids};
+    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids};
 }
 
 std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,
                                       const at::Tensor& colors, const at::Tensor& depths, const at::Tensor& extents,
                                       const at::Tensor& radii, const at::Tensor& ranges, const at::Tensor& ids,
-                                      const at::Tensor& trans_final, const at::Tensor& last, const at::Tensor& v_color,
-                                      const at::Tensor& v_alpha, const at::Tensor& v_depth_sum) {
+                                      const at::Tensor& background, const at::Tensor& trans_final,
+                                      const at::Tensor& depth_sum, const at::Tensor& last, const at::Tensor& v_color,
+                                      const at::Tensor& v_alpha, const at::Tensor& v_depth) {
     const Projection P{means2d, conics, opacities, colors, depths, extents, radii};
     P.check_all();
     const c10::cuda::CUDAGuard guard(means2d.device());
     const int64_t C = P.C(), N = P.N(), H = trans_final.size(1), W = trans_final.size(2);
     const auto dt = means2d.scalar_type();
     check(trans_final, "trans_final", true, dt, {C, H, W, 1});
+    check(depth_sum, "depth_sum", true, dt, {C, H, W, 1});
+    check(background, "background", true, dt, {C, 3});
     check(last, "last", true, at::kInt, {C, H, W});
     check(ranges, "tile_ranges", true, at::kInt, {num_tiles(C, W, H), 2});
     check(ids, "tile_ids", true, at::kInt, {-1});
     check(v_color, "v_color", true, dt, {C, H, W, 3});
     check(v_alpha, "v_alpha", true, dt, {C, H, W, 1});
-    check(v_depth_sum, "v_depth_sum", true, dt, {C, H, W, 1});
+    check(v_depth, "v_depth", true, dt, {C, H, W, 1});
     const auto opt = means2d.options();
-    // summed into by atomics: zeros, never poisoned
-    at::Tensor v_m = at::zeros({C, N, 2}, opt), v_c = at::zeros({C, N, 3}, opt), v_o = at::zeros({C, N}, opt);
-    at::Tensor v_col = at::zeros({C, N, 3}, opt), v_d = at::zeros({C, N}, opt);
+    // summed into by atomics: zeros, never poisoned; one buffer, one memset
+    const at::Tensor zeros = at::zeros({C * N * 10}, opt);
+    const at::Tensor v_m = zeros.slice(0, 0, 2 * C * N).view({C, N, 2});
+    const at::Tensor v_c = zeros.slice(0, 2 * C * N, 5 * C * N).view({C, N, 3});
+    const at::Tensor v_o = zeros.slice(0, 5 * C * N, 6 * C * N).view({C, N});
+    const at::Tensor v_col = zeros.slice(0, 6 * C * N, 9 * C * N).view({C, N, 3});
+    const at::Tensor v_d = zeros.slice(0, 9 * C * N, 10 * C * N).view({C, N});
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         gpu::blend_backward<scalar_t>(
             P.arrays<scalar_t>(), int(C), N, int(W), int(H), ranges.data_ptr<int32_t>(), ids.data_ptr<int32_t>(),
-            trans_final.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(),
-            v_alpha.data_ptr<scalar_t>(), v_depth_sum.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(),
+            background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(),
+            last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
+            v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(),
             v_c.data_ptr<scalar_t>(), v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(),
             stream());
         check_launch("rasterize_bwd");

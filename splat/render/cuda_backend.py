@@ -94,27 +94,31 @@ class _Project(torch.autograd.Function):
 
 class _Blend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels,
-                with_contributions):
+    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels,
+                num_labels, with_contributions):
         ops = load_cuda_extension()
-        color, alpha, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids = ops.rasterize_fwd(
-            means2d, conics, opac, colors, depths, extents, radii, width, height, labels, num_labels,
+        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids = ops.rasterize_fwd(
+            means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels,
             with_contributions,
         )
         # the sorted tile lists are kept for the backward pass
-        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last)
+        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background,
+                              trans_final, depth_sum, last)
         ctx.mark_non_differentiable(contrib, label_contrib)
-        return color, alpha, depth_sum, contrib, label_contrib
+        return color, alpha, depth, contrib, label_contrib
 
     @staticmethod
-    def backward(ctx, v_color, v_alpha, v_depth_sum, _v_contrib, _v_label):
-        means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last = ctx.saved_tensors
+    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
+        (means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
+         last) = ctx.saved_tensors
+        v_color = _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3))
         grads = load_cuda_extension().rasterize_bwd(
-            means2d, conics, opac, colors, depths, extents, radii, ranges, ids, trans_final, last,
-            _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3)),
-            _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth_sum, trans_final),
+            means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
+            last, v_color, _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth, trans_final),
         )
-        return (*grads, None, None, None, None, None, None, None)
+        # the background shows through the transmittance left at each pixel
+        v_background = (v_color * trans_final).sum((1, 2)) if ctx.needs_input_grad[7] else None
+        return (*grads, None, None, v_background, None, None, None, None, None)
 
 
 def rasterize_cuda(
@@ -137,13 +141,14 @@ def rasterize_cuda(
         means2d.retain_grad()
     W, H = cam_args[3], cam_args[4]
     lab = None if labels is None else labels.contiguous()
-    color, alpha, depth_sum, contrib, label_contrib = _Blend.apply(
-        means2d, conics, opac, colors, depths, extents, radii, W, H, lab, num_labels, contributions or lab is not None
+    color, alpha, depth, contrib, label_contrib = _Blend.apply(
+        means2d, conics, opac, colors, depths, extents, radii, background.contiguous(), W, H, lab, num_labels,
+        contributions or lab is not None,
     )
     return {
-        "color": color + (1 - alpha) * background[:, None, None, :],
+        "color": color,
         "alpha": alpha,
-        "depth": torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha)),
+        "depth": depth,
         "contributions": contrib if contributions else None,
         "label_contributions": label_contrib if labels is not None else None,
         "radii": radii,
