@@ -35,6 +35,8 @@ def load_cuda_extension():
     """
     if not torch.cuda.is_available():
         raise SplatError("the cuda backend needs a CUDA GPU, and torch sees none")
+    # SPLAT_CUDA_NO_FMA=1: no fused multiply-adds, rounding closer to the CPU backend's (slower)
+    cuda_flags = ["-O3"] + (["-fmad=false"] if os.environ.get("SPLAT_CUDA_NO_FMA") == "1" else [])
     major, minor = torch.cuda.get_device_capability()
     arch = os.environ.get("TORCH_CUDA_ARCH_LIST") or f"{major}.{minor}"
     saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
@@ -42,7 +44,7 @@ def load_cuda_extension():
     try:
         build_extension(
             "cuda", SOURCES, extra_cflags=["-O2"], extra_ldflags=[], hash_extra=arch,
-            extra_cuda_cflags=["-O3"], is_python_module=False,
+            extra_cuda_cflags=cuda_flags, is_python_module=False,
         )
     finally:
         if saved is None:
