@@ -54,31 +54,35 @@ __global__ void project_backward_kernel(GaussianArrays<T> g, const CameraParams<
     if (i >= g.N) return;
     const GaussianIn<T> gi = gaussian_in(g, i);
     const int n_sh = 3 * g.K_sh;
-    // SH gradients are summed over cameras in place, in global memory: no
-    // per-thread array (which would live in slow local memory)
-    T* vsh = v_sh + int64_t(n_sh) * i;
-    for (int k = 0; k < n_sh; ++k) vsh[k] = T(0);
     T acc_mean[3] = {0, 0, 0}, acc_ls[3] = {0, 0, 0}, acc_q[4] = {0, 0, 0, 0}, acc_logit = 0;
+    // SH gradients: summed over cameras here, written to memory once
+    T acc_sh[48], sh_buf[48];  // (degree + 1)^2 <= 16 rows of 3
+    const int n_used = 3 * (sh_degree + 1) * (sh_degree + 1);
+    for (int k = 0; k < n_used; ++k) acc_sh[k] = T(0);
     for (int c = 0; c < C; ++c) {
         const CameraParams<T> cam = cams[c];
         const T* m = gi.mean;
         const T z = cam.R.m[2][0] * m[0] + cam.R.m[2][1] * m[1] + cam.R.m[2][2] * m[2] + cam.t.z;
         if (!(z > cam.near && z < cam.far)) continue;  // outside the depth range nothing flows back
         const int64_t idx = int64_t(c) * g.N + i;
+        const bool visible = radii[idx] > 0;
         GaussianGrad<T> out = {};
-        out.sh = vsh;
-        project_gaussian_vjp(gi, cam, sh_degree, antialiased, radii[idx] > 0,
-                             Vec2<T>{v_means2d[2 * idx], v_means2d[2 * idx + 1]},
+        out.sh = sh_buf;
+        project_gaussian_vjp(gi, cam, sh_degree, antialiased, visible, Vec2<T>{v_means2d[2 * idx], v_means2d[2 * idx + 1]},
                              Sym2<T>{v_conics[3 * idx], v_conics[3 * idx + 1], v_conics[3 * idx + 2]}, v_opacities[idx],
                              Vec3<T>{v_colors[3 * idx], v_colors[3 * idx + 1], v_colors[3 * idx + 2]}, v_depths[idx],
                              out);
         for (int k = 0; k < 3; ++k) acc_mean[k] += out.mean[k], acc_ls[k] += out.log_scale[k];
         for (int k = 0; k < 4; ++k) acc_q[k] += out.quat[k];
         acc_logit += out.logit;
+        if (visible)  // sh_buf is written (all n_used rows) only for visible Gaussians
+            for (int k = 0; k < n_used; ++k) acc_sh[k] += sh_buf[k];
     }
     for (int k = 0; k < 3; ++k) v_means[3 * i + k] = acc_mean[k], v_log_scales[3 * i + k] = acc_ls[k];
     for (int k = 0; k < 4; ++k) v_quats[4 * i + k] = acc_q[k];
     v_logits[i] = acc_logit;
+    T* vsh = v_sh + int64_t(n_sh) * i;
+    for (int k = 0; k < n_sh; ++k) vsh[k] = k < n_used ? acc_sh[k] : T(0);
 }
 
 int blocks_for(int64_t n) { return int((n + BLOCK - 1) / BLOCK); }

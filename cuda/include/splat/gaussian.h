@@ -73,7 +73,7 @@ SPLAT_HD Projected<T> project_gaussian(const GaussianIn<T>& g, const CameraParam
 // Gradients of one Gaussian.
 template <typename T> struct GaussianGrad {
     T mean[3], log_scale[3], quat[4], logit;
-    T* sh;  // [K_sh * 3]: added to for the first (degree+1)^2 rows of visible Gaussians; the caller zeroes it
+    T* sh;  // [K_sh * 3] written for the first (degree+1)^2 rows, caller zeroes the rest
 };
 
 // VJP of project_gaussian. `visible` says whether the forward pass kept it
