@@ -14,14 +14,17 @@ from .atomic import write_bytes_atomic
 
 
 def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """[H, W, C] float image in [0, 1] -> uint8 array (clamped, rounded)."""
+    """[H, W, C] float image in [0, 1] -> uint8 array (clamped, rounded); uint8 passes unchanged."""
     if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().float().numpy()
+        image = image.detach().cpu()
+        image = image.numpy() if image.dtype == torch.uint8 else image.float().numpy()
+    if image.dtype == np.uint8:
+        return image
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def save_image(image: torch.Tensor | np.ndarray, path: str | os.PathLike) -> None:
-    """Write an [H, W, 1|3|4] float image in [0, 1] to PNG/JPEG, atomically."""
+    """Write an [H, W, 1|3|4] float image in [0, 1] (or uint8 [H, W(, C)]: label maps) to PNG/JPEG, atomically."""
     import imageio.v3 as iio
 
     path = Path(path)
