@@ -61,6 +61,16 @@ def load_recipe(name_or_path: str) -> dict:
     return recipe
 
 
+def _open3d():
+    """open3d, or a one-line error that says what is missing."""
+    try:
+        import open3d
+    except ImportError as e:
+        hint = " (install the system library: apt-get install libusb-1.0-0)" if "libusb" in str(e) else ""
+        raise SplatError(f"open3d cannot be imported: {e}{hint}") from None
+    return open3d
+
+
 # -- geometry ----------------------------------------------------------------------------
 def _rotation(obj: dict) -> np.ndarray:
     """[3, 3] object-to-world rotation from rotation_x_deg then rotation_z_deg."""
@@ -72,7 +82,7 @@ def _rotation(obj: dict) -> np.ndarray:
 
 def _object_mesh(obj: dict):
     """(open3d legacy mesh in world coordinates, smooth shading?) for one recipe object."""
-    import open3d as o3d
+    o3d = _open3d()
 
     shape = obj.get("shape")
     g = o3d.geometry.TriangleMesh
@@ -133,7 +143,7 @@ class _Scene:
     """The recipe's meshes in one open3d RaycastingScene, with what shading needs."""
 
     def __init__(self, recipe: dict, seed: int):
-        import open3d as o3d
+        o3d = _open3d()
 
         self.recipe, self.seed = recipe, seed
         self.raycast = o3d.t.geometry.RaycastingScene()
@@ -160,7 +170,7 @@ class _Scene:
 
     def render(self, cam: Camera):
         """(image [H, W, 3] float, depth [H, W] float32 (0 = none), instances [H, W] uint8)."""
-        import open3d as o3d
+        o3d = _open3d()
 
         W, H = cam.width, cam.height
         K = cam.K.numpy()

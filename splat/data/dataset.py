@@ -1,0 +1,167 @@
+"""One dataset type for every loader: cameras, lazily loaded images, masks, points.
+
+Images are read when asked for. Distorted images are undistorted (same pinhole
+intrinsics, OpenCV radial-tangential model) and downscaled images are resized
+once, then kept in an on-disk cache (``$SPLAT_CACHE/datasets``), so the rest of
+the product sees pinhole cameras only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..camera import Camera
+from ..errors import SplatError
+from ..io.images import load_image, save_image
+
+
+def distort(x: np.ndarray, y: np.ndarray, d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV radial-tangential distortion of normalised coordinates (k1, k2, p1, p2)."""
+    k1, k2, p1, p2 = (float(d.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2"))
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+
+
+def undistort_image(image: np.ndarray, K: np.ndarray, d: dict) -> np.ndarray:
+    """The pinhole image (same K) of a distorted one: each output pixel samples the
+    input where the distortion model sends it (bilinear; 0 outside). [H, W, C] float."""
+    H, W = image.shape[:2]
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    xd, yd = distort((u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], d)
+    sx, sy = xd * K[0, 0] + K[0, 2] - 0.5, yd * K[1, 1] + K[1, 2] - 0.5  # array index coordinates
+    x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
+    fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
+    out = np.zeros_like(image)
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        xi, yi = x0 + dx, y0 + dy
+        ok = ((xi >= 0) & (xi < W) & (yi >= 0) & (yi < H))[..., None]
+        out = out + np.where(ok, image[yi.clip(0, H - 1), xi.clip(0, W - 1)], 0) * w
+    return out
+
+
+def downscale_image(image: np.ndarray, factor: int) -> np.ndarray:
+    """Area-average by an integer factor (trailing rows and columns dropped). [H, W, C]."""
+    if factor == 1:
+        return image
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    return torch.nn.functional.avg_pool2d(t, factor)[0].permute(1, 2, 0).numpy()
+
+
+@dataclass
+class Dataset:
+    """Cameras and images of a scene, in normalised world coordinates.
+
+    Attributes:
+        cameras: one pinhole Camera per image (downscaled, undistorted intrinsics).
+        image_paths: the source image files.
+        train: indices of the training views; test: the held-out ones.
+        points: [P, 3] initial points (normalised world) or None; point_colors [P, 3] in [0, 1].
+        transform: [4, 4] similarity, normalised = transform @ input coordinates
+            (``to_input`` maps results back).
+        distortion: per image, OpenCV k1 k2 p1 p2 to undo when loading, or None.
+        downscale: integer factor applied to every image.
+        extras: per-frame extra files by kind (e.g. "instance", "depth"), when the dataset has them.
+    """
+
+    cameras: list[Camera]
+    image_paths: list[Path]
+    train: list[int]
+    test: list[int]
+    points: np.ndarray | None = None
+    point_colors: np.ndarray | None = None
+    transform: np.ndarray = field(default_factory=lambda: np.eye(4))
+    distortion: list[dict | None] = field(default_factory=list)
+    downscale: int = 1
+    extras: dict[str, list[Path]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def _cache_path(self, i: int) -> Path:
+        from ..render.native import cache_dir
+
+        src = self.image_paths[i].resolve()
+        stat = src.stat()
+        key = hashlib.sha256(f"{src}|{stat.st_mtime_ns}|{stat.st_size}|{self.downscale}|{self.distortion[i]}".encode()).hexdigest()[:20]
+        return cache_dir() / "datasets" / f"{key}.png"
+
+    def image_rgba(self, i: int) -> np.ndarray:
+        """Image i as float32 [H, W, 3 or 4] in [0, 1], undistorted and downscaled (cached on disk)."""
+        path = self.image_paths[i]
+        needs_work = self.downscale > 1 or (self.distortion and self.distortion[i])
+        if needs_work:
+            cached = self._cache_path(i)
+            if cached.exists():
+                return load_image(cached)
+        img = load_image(path)
+        if img.ndim == 2:
+            img = img[..., None].repeat(3, -1)
+        if needs_work:
+            if self.distortion and self.distortion[i]:
+                cam = self.cameras[i]
+                K = cam.K.numpy() * np.array([[self.downscale], [self.downscale], [1]])  # full-resolution K
+                img = undistort_image(img, K, self.distortion[i])
+            img = downscale_image(img, self.downscale)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_image(img, cached)
+            img = load_image(cached)  # the first read returns what every later read will
+        cam = self.cameras[i]
+        if img.shape[:2] != (cam.height, cam.width):
+            raise SplatError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, its camera says {cam.width}x{cam.height}")
+        return img
+
+    def image(self, i: int) -> torch.Tensor:
+        """[H, W, 3] float32 RGB of view i (alpha dropped: see ``mask``)."""
+        return torch.from_numpy(np.ascontiguousarray(self.image_rgba(i)[..., :3]))
+
+    def mask(self, i: int) -> torch.Tensor | None:
+        """[H, W] float32 alpha of view i if its image has one, else None."""
+        img = self.image_rgba(i)
+        return torch.from_numpy(np.ascontiguousarray(img[..., 3])) if img.shape[2] == 4 else None
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """[P, 3] normalised world points -> the input dataset's coordinates."""
+        inv = np.linalg.inv(self.transform)
+        return points @ inv[:3, :3].T + inv[:3, 3]
+
+
+def normalise(cameras: list[Camera], points: np.ndarray | None) -> tuple[list[Camera], np.ndarray | None, np.ndarray]:
+    """Move the mean camera centre to the origin and scale so the farthest centre is at 1.
+
+    Returns (cameras, points, transform [4, 4]) with normalised = transform @ input.
+    """
+    centres = np.stack([c.center.numpy() for c in cameras])
+    mean = centres.mean(0)
+    radius = float(np.linalg.norm(centres - mean, axis=1).max())
+    s = 1.0 / radius if radius > 0 else 1.0
+    T = np.eye(4)
+    T[:3, :3] *= s
+    T[:3, 3] = -s * mean
+    out = []
+    for c in cameras:
+        V = c.viewmat.numpy().copy()
+        # camera coordinates of x = mean + x_n / s are (R x_n) / s + (R mean + t): scale them by s
+        V[:3, 3] = s * (V[:3, :3] @ mean + V[:3, 3])
+        out.append(Camera(c.K, torch.from_numpy(V), c.width, c.height, near=c.near, far=c.far))
+    pts = None if points is None else (points - mean) * s
+    return out, pts, T
+
+
+def every_eighth(n: int) -> tuple[list[int], list[int]]:
+    """The default split: every 8th view (0, 8, 16, ...) held out."""
+    test = list(range(0, n, 8)) if n > 1 else []
+    return [i for i in range(n) if i not in set(test)], test
+
+
+def check_images_exist(paths: list[Path]) -> None:
+    for p in paths:
+        if not p.is_file():
+            raise SplatError(f"image {p} is missing")
+

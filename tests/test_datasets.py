@@ -1,0 +1,137 @@
+"""Dataset loaders: transforms.json and COLMAP (binary and text) on generated scenes; malformed inputs."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from splat import SplatError
+from splat.data import (ColmapCamera, ColmapImage, ColmapModel, load_dataset, read_model, rotmat_to_qvec,
+                        undistort_image, write_model)
+from splat.data.dataset import distort
+from splat.scenes import generate
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return generate("default", tmp_path_factory.mktemp("gen") / "default", size=64, views=9)
+
+
+def colmap_copy(scene, root, binary=True, model="PINHOLE", extra=()):
+    """The generated scene as a COLMAP dataset folder: images/ and sparse/0."""
+    ds = load_dataset(scene, normalize=False)
+    shutil.copytree(scene / "images", root / "images")
+    m = ColmapModel()
+    K = ds.cameras[0].K.numpy()
+    params = {"PINHOLE": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], "OPENCV": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *extra]}[model]
+    m.cameras[1] = ColmapCamera(model, 64, 64, np.array(params, dtype=np.float64))
+    for i, (cam, p) in enumerate(zip(ds.cameras, ds.image_paths)):
+        V = cam.viewmat.numpy()
+        m.images[i + 1] = ColmapImage(p.name, 1, rotmat_to_qvec(V[:3, :3]), V[:3, 3].copy())
+    m.points = np.random.default_rng(0).normal(size=(50, 3))
+    m.colors = np.full((50, 3), 128, np.uint8)
+    write_model(m, root / "sparse" / "0", binary=binary)
+    return ds
+
+
+def test_transforms_split_and_lazy_images(scene):
+    ds = load_dataset(scene)
+    assert len(ds) == 9 and ds.test == [0, 8] and ds.train == list(range(1, 8))
+    img = ds.image(3)
+    assert img.shape == (64, 64, 3) and img.dtype == torch.float32 and ds.mask(3) is None
+    # normalised: mean camera centre at the origin, farthest at distance 1
+    c = np.stack([cam.center.numpy() for cam in ds.cameras])
+    assert np.allclose(c.mean(0), 0, atol=1e-9) and np.isclose(np.linalg.norm(c, axis=1).max(), 1)
+    raw = load_dataset(scene, normalize=False)
+    back = ds.to_input(c)
+    assert np.allclose(back, np.stack([cam.center.numpy() for cam in raw.cameras]), atol=1e-9)
+
+
+def test_downscale_cached(scene, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset(scene, downscale=2)
+    assert ds.cameras[0].width == 32 and ds.image(1).shape == (32, 32, 3)
+    full = load_dataset(scene).image(1)
+    assert torch.allclose(ds.image(1), full.reshape(32, 2, 32, 2, 3).mean((1, 3)), atol=1 / 255)
+    assert len(list((tmp_path / "cache" / "datasets").iterdir())) == 1
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_colmap_round_trip(scene, tmp_path, binary):
+    ref = colmap_copy(scene, tmp_path, binary=binary)
+    ds = load_dataset(tmp_path, normalize=False)
+    assert len(ds) == len(ref) and ds.points.shape == (50, 3)
+    by_name = {p.name: c for p, c in zip(ref.image_paths, ref.cameras)}
+    for p, cam in zip(ds.image_paths, ds.cameras):
+        assert torch.allclose(cam.viewmat, by_name[p.name].viewmat, atol=1e-9)
+        assert torch.allclose(cam.K, by_name[p.name].K)
+
+
+def test_colmap_written_is_read_by_pycolmap(scene, tmp_path):
+    pycolmap = pytest.importorskip("pycolmap")
+    ref = colmap_copy(scene, tmp_path, binary=True)
+    rec = pycolmap.Reconstruction(str(tmp_path / "sparse" / "0"))
+    by_name = {p.name: c for p, c in zip(ref.image_paths, ref.cameras)}
+    assert rec.num_images() == len(ref)
+    for im in rec.images.values():
+        M = np.asarray(im.cam_from_world().matrix()) if callable(im.cam_from_world) else np.asarray(im.cam_from_world.matrix())
+        assert np.allclose(M, by_name[im.name].viewmat.numpy()[:3], atol=1e-9)
+
+
+def test_undistortion_moves_a_point_to_its_pinhole_position():
+    K = np.array([[50.0, 0, 32], [0, 50.0, 32], [0, 0, 1]])
+    d = {"k1": -0.2, "k2": 0.05, "p1": 0.01, "p2": -0.005}
+    u, v = 50.5, 14.5  # pinhole pixel centre
+    xd, yd = distort(np.array((u - 32) / 50), np.array((v - 32) / 50), d)
+    img = np.zeros((64, 64, 3), np.float32)
+    img[int(yd * 50 + 32), int(xd * 50 + 32)] = 1.0  # the distorted camera saw the dot here
+    out = undistort_image(img, K, d)
+    y, x = np.unravel_index(out[..., 0].argmax(), out.shape[:2])
+    assert abs(x + 0.5 - u) <= 1 and abs(y + 0.5 - v) <= 1
+
+
+def test_colmap_opencv_images_are_undistorted(scene, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLAT_CACHE", str(tmp_path / "cache"))
+    colmap_copy(scene, tmp_path / "ds", model="OPENCV", extra=[0.1, 0.0, 0.0, 0.0])
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.distortion[0] == {"k1": 0.1, "k2": 0.0, "p1": 0.0, "p2": 0.0}
+    a = ds.image(2)
+    assert a.shape == (64, 64, 3) and torch.equal(a, ds.image(2))  # second read: from the cache
+    raw = load_dataset(scene).image(2)
+    assert not torch.equal(a, raw)
+
+
+def test_malformed_inputs_one_line(scene, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(scene, bad)
+    meta = json.loads((bad / "transforms.json").read_text())
+    (bad / meta["frames"][2]["file_path"]).unlink()
+    with pytest.raises(SplatError, match="missing"):
+        load_dataset(bad)
+    (bad / "transforms.json").write_text("{not json")
+    with pytest.raises(SplatError, match="invalid JSON"):
+        load_dataset(bad)
+    # unknown camera model (text) and a truncated binary model
+    colmap_copy(scene, tmp_path / "c1", binary=False)
+    cams = tmp_path / "c1" / "sparse" / "0" / "cameras.txt"
+    cams.write_text(cams.read_text().replace("PINHOLE", "FOV_CAMERA"))
+    with pytest.raises(SplatError, match="not supported"):
+        load_dataset(tmp_path / "c1")
+    colmap_copy(scene, tmp_path / "c2", binary=True)
+    images = tmp_path / "c2" / "sparse" / "0" / "images.bin"
+    images.write_bytes(images.read_bytes()[:-30])
+    with pytest.raises(SplatError, match="truncated|more than the file"):
+        load_dataset(tmp_path / "c2")
+    with pytest.raises(SplatError, match="does not exist"):
+        load_dataset(tmp_path / "nothing")
+
+
+def test_forged_count_is_refused_before_allocating(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "cameras.bin").write_bytes((10**15).to_bytes(8, "little"))
+    (folder / "images.bin").write_bytes((0).to_bytes(8, "little"))
+    with pytest.raises(SplatError, match="more than the file holds"):
+        read_model(folder)
