@@ -145,6 +145,17 @@ def scene_generate(
     typer.echo(f"wrote {path} ({views} views, {size}x{size}) in {time.perf_counter() - t0:.1f} s")
 
 
+@app.command()
+def sfm(
+    photos: Path = typer.Argument(..., help="Folder of photos (.jpg/.png)."),
+    out: Path = typer.Argument(..., help="Dataset folder to create (COLMAP layout)."),
+):
+    """Photos -> camera poses with pycolmap (SIFT, matching, mapping, undistortion)."""
+    from .data.sfm import run_sfm
+
+    run_sfm(photos, out, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 @scene_app.command("list")
 def scene_list():
     """The built-in recipes."""

@@ -135,3 +135,35 @@ def test_forged_count_is_refused_before_allocating(tmp_path):
     (folder / "images.bin").write_bytes((0).to_bytes(8, "little"))
     with pytest.raises(SplatError, match="more than the file holds"):
         read_model(folder)
+
+
+@pytest.mark.slow
+def test_sfm_on_a_generated_scene(tmp_path):
+    """Photos of a generated 30-view scene -> poses that match the truth after a similarity."""
+    from splat.cli import main
+
+    truth = generate("default", tmp_path / "scene", size=320, views=30)
+    assert main(["sfm", str(truth / "images"), str(tmp_path / "sfm")]) == 0
+    est = load_dataset(tmp_path / "sfm", normalize=False)
+    gt = load_dataset(truth, normalize=False)
+    by_name = {p.name: c for p, c in zip(gt.image_paths, gt.cameras)}
+    pairs = [(c, by_name[p.name]) for p, c in zip(est.image_paths, est.cameras)]
+    assert len(pairs) >= 0.8 * len(gt), f"{len(pairs)} of {len(gt)} registered"
+    # the similarity's rotation: the one that best maps the estimated world onto the true one
+    # (least squares over all camera rotations; the centres fix scale and translation only)
+    Re = [e.viewmat.numpy()[:3, :3] for e, _ in pairs]
+    Rt = [g.viewmat.numpy()[:3, :3] for _, g in pairs]
+    U, _, Vt = np.linalg.svd(sum(t.T @ e for e, t in zip(Re, Rt)))
+    R = U @ np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))]) @ Vt  # R_est ~ R_true R
+    for e, t in zip(Re, Rt):
+        d = e @ R.T @ t.T
+        angle = np.degrees(np.arccos(np.clip((np.trace(d) - 1) / 2, -1, 1)))
+        assert angle < 1.0, angle
+
+
+def test_sfm_errors(tmp_path):
+    from splat.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["sfm", str(tmp_path / "empty"), str(tmp_path / "o")]) == 1
+    assert main(["sfm", str(tmp_path / "missing"), str(tmp_path / "o")]) == 1

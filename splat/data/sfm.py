@@ -1,0 +1,72 @@
+"""Photos -> camera poses with pycolmap: SIFT on the CPU, matching, incremental mapping, undistortion.
+
+The result is a COLMAP dataset folder (images/ undistorted, sparse/0) that
+``load_dataset`` reads like any other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import SplatError
+from .loaders import IMAGE_EXTS
+
+EXHAUSTIVE_UP_TO = 100  # images; sequential matching beyond
+
+
+def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = print, min_registered: int = 3) -> Path:
+    """Estimate poses for the photos in ``photos`` and write a COLMAP dataset to ``out``.
+
+    Raises:
+        SplatError: no photos, ``out`` not empty, or too few images registered.
+    """
+    import pycolmap
+
+    photos, out = Path(photos), Path(out)
+    if not photos.is_dir():
+        raise SplatError(f"photos folder {photos} does not exist")
+    names = sorted(p.name for p in photos.iterdir() if p.suffix in IMAGE_EXTS)
+    if len(names) < 2:
+        raise SplatError(f"{photos}: needs at least 2 images (.png or .jpg), found {len(names)}")
+    if out.exists() and any(out.iterdir()):
+        raise SplatError(f"output folder {out} already exists and is not empty")
+    work = out / "colmap"
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "database.db"
+    t0 = time.perf_counter()
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "SIMPLE_RADIAL"  # COLMAP's default: one distortion term, stable
+    log(f"sfm: extracting SIFT features from {len(names)} images ...")
+    pycolmap.extract_features(db, photos, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
+                              reader_options=reader, device=pycolmap.Device.cpu)
+    kind = "exhaustive" if len(names) <= EXHAUSTIVE_UP_TO else "sequential"
+    log(f"sfm: {kind} matching ({time.perf_counter() - t0:.0f} s so far) ...")
+    if kind == "exhaustive":
+        pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
+    log(f"sfm: incremental mapping ({time.perf_counter() - t0:.0f} s so far) ...")
+    sparse = work / "sparse"
+    sparse.mkdir(exist_ok=True)
+    recs = pycolmap.incremental_mapping(db, photos, sparse)
+    if not recs:
+        raise SplatError(f"sfm: no model could be built from {len(names)} images (too little overlap or texture)")
+    best = max(recs.values(), key=lambda r: r.num_reg_images())
+    n = best.num_reg_images()
+    if n < min_registered:
+        raise SplatError(f"sfm: only {n} of {len(names)} images registered")
+    log(f"sfm: {n} of {len(names)} images registered; undistorting ({time.perf_counter() - t0:.0f} s so far) ...")
+    model = work / "model"
+    model.mkdir(exist_ok=True)
+    best.write(model)
+    pycolmap.undistort_images(out, model, photos)  # writes out/images and out/sparse
+    if (out / "sparse").is_dir() and not (out / "sparse" / "0").exists():
+        (out / "sparse" / "0").mkdir()
+        for f in list((out / "sparse").iterdir()):
+            if f.is_file():
+                shutil.move(str(f), out / "sparse" / "0" / f.name)
+    log(f"sfm: done in {time.perf_counter() - t0:.1f} s: {out}")
+    return out
