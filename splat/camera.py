@@ -132,6 +132,15 @@ class Camera:
         K[1] *= height / self.height
         return Camera(K, self.viewmat.clone(), width, height, self.near, self.far)
 
+    def downscaled(self, factor: int) -> "Camera":
+        """The camera of this image area-averaged by an integer ``factor`` (trailing
+        pixels dropped): K / factor exactly, size // factor."""
+        if factor == 1:
+            return self
+        K = self.K.clone()
+        K[:2] /= factor
+        return Camera(K, self.viewmat.clone(), self.width // factor, self.height // factor, self.near, self.far)
+
     def to_dict(self) -> dict:
         return {
             "width": self.width,

@@ -2,33 +2,23 @@
 // pointers, calls rasterize_cpu.cpp. All math lives in cuda/include/splat.
 #include <torch/extension.h>
 
+#include "glue/checks.h"
 #include "rasterize_cpu.h"
+
+namespace splat {
+namespace glue {
+bool g_poison = false;
+}  // namespace glue
+}  // namespace splat
 
 namespace {
 
 using splat::CameraParams;
 
-// When set (tests), every output buffer is filled with NaN / INT_MIN before the
-// kernels run, so an element they forget to write shows up.
-bool g_poison = false;
-
-torch::Tensor out(at::IntArrayRef shape, const torch::TensorOptions& opt) {
-    auto t = torch::empty(shape, opt);
-    if (g_poison) {
-        if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
-        else t.fill_(std::numeric_limits<int32_t>::min());
-    }
-    return t;
-}
+using splat::glue::out;
 
 void check(const torch::Tensor& t, const char* name, at::ScalarType dtype, std::vector<int64_t> shape) {
-    TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-    TORCH_CHECK(t.scalar_type() == dtype, name, " has dtype ", t.scalar_type(), ", expected ", dtype);
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.dim() == int64_t(shape.size()), name, " has ", t.dim(), " dimensions, expected ", shape.size());
-    for (size_t i = 0; i < shape.size(); ++i)
-        TORCH_CHECK(shape[i] < 0 || t.size(i) == shape[i], name, " has size ", t.size(i), " in dimension ", i,
-                    ", expected ", shape[i]);
+    splat::glue::check(t, name, at::kCPU, dtype, std::move(shape));
 }
 
 template <typename T>
@@ -225,7 +215,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "splat CPU rasterizer (OpenMP)";
-    m.def("set_poison", [](bool on) { g_poison = on; });
+    m.def("set_poison", [](bool on) { splat::glue::g_poison = on; });
     m.def("project_fwd", &project_fwd);
     m.def("project_bwd", &project_bwd);
     m.def("rasterize_fwd", &rasterize_fwd);

@@ -1,47 +1,20 @@
-// Shared by the CUDA glue files: input checks by name, output allocation (with
-// optional poisoning), camera parameters, device guard and stream. Kept to a few
+// Shared by the CUDA glue files: camera parameters, device guard and stream
+// (input checks and output allocation: checks.h). Kept to a few
 // ATen headers so that each glue file compiles in seconds.
 #pragma once
 
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <limits>
-#include <vector>
-
 #include "../kernels.h"
+#include "checks.h"
 
 namespace splat {
 namespace glue {
-
-// When set (tests), every output buffer is filled with NaN / INT_MIN before the
-// kernels run, so an element they forget to write shows up.
-extern bool g_poison;
-
-inline at::Tensor out(at::IntArrayRef shape, const at::TensorOptions& opt) {
-    at::Tensor t = at::empty(shape, opt);
-    if (g_poison) {
-        if (t.is_floating_point()) t.fill_(std::numeric_limits<double>::quiet_NaN());
-        else t.fill_(std::numeric_limits<int32_t>::min());
-    }
-    return t;
-}
-
-// A named input on the expected device, dtype, shape (-1: any) and contiguous.
-inline void check(const at::Tensor& t, const char* name, bool cuda, at::ScalarType dtype, std::vector<int64_t> shape) {
-    TORCH_CHECK(t.is_cuda() == cuda, name, cuda ? " must be a CUDA tensor" : " must be a CPU tensor");
-    TORCH_CHECK(t.scalar_type() == dtype, name, " has dtype ", t.scalar_type(), ", expected ", dtype);
-    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.dim() == int64_t(shape.size()), name, " has ", t.dim(), " dimensions, expected ", shape.size());
-    for (size_t i = 0; i < shape.size(); ++i)
-        TORCH_CHECK(shape[i] < 0 || t.size(i) == shape[i], name, " has size ", t.size(i), " in dimension ", i,
-                    ", expected ", shape[i]);
-}
 
 inline cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
@@ -56,9 +29,9 @@ template <typename T>
 at::Tensor camera_params(const at::Tensor& viewmats, const at::Tensor& Ks, const at::Tensor& near_far, int64_t width,
                          int64_t height, const at::Device& device) {
     const int64_t C = viewmats.size(0);
-    check(viewmats, "viewmats", false, at::kDouble, {C, 4, 4});
-    check(Ks, "Ks", false, at::kDouble, {C, 3, 3});
-    check(near_far, "near_far", false, at::kDouble, {C, 2});
+    check(viewmats, "viewmats", at::kCPU, at::kDouble, {C, 4, 4});
+    check(Ks, "Ks", at::kCPU, at::kDouble, {C, 3, 3});
+    check(near_far, "near_far", at::kCPU, at::kDouble, {C, 2});
     TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
     // pinned, so that the copy below does not wait for the device
     at::Tensor host = at::empty({int64_t(C * sizeof(CameraParams<T>))},

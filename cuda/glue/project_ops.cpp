@@ -15,11 +15,11 @@ struct Gaussians {
     void check_all() const {
         const auto dt = means.scalar_type();
         TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means must be float32 or float64");
-        check(means, "means", true, dt, {-1, 3});
-        check(log_scales, "log_scales", true, dt, {N(), 3});
-        check(quats, "quats", true, dt, {N(), 4});
-        check(logits, "opacity_logits", true, dt, {N()});
-        check(sh, "sh", true, dt, {N(), -1, 3});
+        check(means, "means", at::kCUDA, dt, {-1, 3});
+        check(log_scales, "log_scales", at::kCUDA, dt, {N(), 3});
+        check(quats, "quats", at::kCUDA, dt, {N(), 4});
+        check(logits, "opacity_logits", at::kCUDA, dt, {N()});
+        check(sh, "sh", at::kCUDA, dt, {N(), -1, 3});
         TORCH_CHECK(sh.size(1) <= 16, "sh has ", sh.size(1), " coefficients per channel, at most 16 (degree 3)");
     }
     template <typename T> gpu::GaussianArrays<T> arrays() const {
@@ -67,12 +67,12 @@ std::vector<at::Tensor> project_bwd(const at::Tensor& means, const at::Tensor& l
     const c10::cuda::CUDAGuard guard(means.device());
     const int64_t C = viewmats.size(0), N = g.N();
     const auto dt = means.scalar_type();
-    check(radii, "radii", true, at::kInt, {C, N});
-    check(v_means2d, "v_means2d", true, dt, {C, N, 2});
-    check(v_conics, "v_conics", true, dt, {C, N, 3});
-    check(v_opacities, "v_opacities", true, dt, {C, N});
-    check(v_colors, "v_colors", true, dt, {C, N, 3});
-    check(v_depths, "v_depths", true, dt, {C, N});
+    check(radii, "radii", at::kCUDA, at::kInt, {C, N});
+    check(v_means2d, "v_means2d", at::kCUDA, dt, {C, N, 2});
+    check(v_conics, "v_conics", at::kCUDA, dt, {C, N, 3});
+    check(v_opacities, "v_opacities", at::kCUDA, dt, {C, N});
+    check(v_colors, "v_colors", at::kCUDA, dt, {C, N, 3});
+    check(v_depths, "v_depths", at::kCUDA, dt, {C, N});
     at::Tensor v_means = out(means.sizes(), means.options()), v_ls = out(log_scales.sizes(), log_scales.options());
     at::Tensor v_q = out(quats.sizes(), quats.options()), v_l = out(logits.sizes(), logits.options());
     at::Tensor v_sh = out(sh.sizes(), sh.options());

@@ -16,13 +16,13 @@ struct Projection {
     void check_all() const {
         const auto dt = means2d.scalar_type();
         TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means2d must be float32 or float64");
-        check(means2d, "means2d", true, dt, {-1, -1, 2});
-        check(conics, "conics", true, dt, {C(), N(), 3});
-        check(opacities, "opacities", true, dt, {C(), N()});
-        check(colors, "colors", true, dt, {C(), N(), 3});
-        check(depths, "depths", true, dt, {C(), N()});
-        check(extents, "extents", true, dt, {C(), N(), 2});
-        check(radii, "radii", true, at::kInt, {C(), N()});
+        check(means2d, "means2d", at::kCUDA, dt, {-1, -1, 2});
+        check(conics, "conics", at::kCUDA, dt, {C(), N(), 3});
+        check(opacities, "opacities", at::kCUDA, dt, {C(), N()});
+        check(colors, "colors", at::kCUDA, dt, {C(), N(), 3});
+        check(depths, "depths", at::kCUDA, dt, {C(), N()});
+        check(extents, "extents", at::kCUDA, dt, {C(), N(), 2});
+        check(radii, "radii", at::kCUDA, at::kInt, {C(), N()});
         TORCH_CHECK(C() * N() < std::numeric_limits<int32_t>::max(), "cameras x Gaussians must be below 2^31");
     }
     template <typename T> gpu::ConstProjected<T> arrays() const {
@@ -79,10 +79,10 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
     TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
     const c10::cuda::CUDAGuard guard(means2d.device());
     const int64_t C = P.C(), N = P.N();
-    check(background, "background", true, means2d.scalar_type(), {C, 3});
+    check(background, "background", at::kCUDA, means2d.scalar_type(), {C, 3});
     const int64_t* lab = nullptr;
     if (labels.has_value()) {
-        check(*labels, "labels", true, at::kLong, {C, height, width});
+        check(*labels, "labels", at::kCUDA, at::kLong, {C, height, width});
         TORCH_CHECK(num_labels > 0, "num_labels must be positive when labels are given");
         TORCH_CHECK(with_contributions, "labels need with_contributions");
         lab = labels->data_ptr<int64_t>();
@@ -124,15 +124,15 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
     const c10::cuda::CUDAGuard guard(means2d.device());
     const int64_t C = P.C(), N = P.N(), H = trans_final.size(1), W = trans_final.size(2);
     const auto dt = means2d.scalar_type();
-    check(trans_final, "trans_final", true, dt, {C, H, W, 1});
-    check(depth_sum, "depth_sum", true, dt, {C, H, W, 1});
-    check(background, "background", true, dt, {C, 3});
-    check(last, "last", true, at::kInt, {C, H, W});
-    check(ranges, "tile_ranges", true, at::kInt, {num_tiles(C, W, H), 2});
-    check(ids, "tile_ids", true, at::kInt, {-1});
-    check(v_color, "v_color", true, dt, {C, H, W, 3});
-    check(v_alpha, "v_alpha", true, dt, {C, H, W, 1});
-    check(v_depth, "v_depth", true, dt, {C, H, W, 1});
+    check(trans_final, "trans_final", at::kCUDA, dt, {C, H, W, 1});
+    check(depth_sum, "depth_sum", at::kCUDA, dt, {C, H, W, 1});
+    check(background, "background", at::kCUDA, dt, {C, 3});
+    check(last, "last", at::kCUDA, at::kInt, {C, H, W});
+    check(ranges, "tile_ranges", at::kCUDA, at::kInt, {num_tiles(C, W, H), 2});
+    check(ids, "tile_ids", at::kCUDA, at::kInt, {-1});
+    check(v_color, "v_color", at::kCUDA, dt, {C, H, W, 3});
+    check(v_alpha, "v_alpha", at::kCUDA, dt, {C, H, W, 1});
+    check(v_depth, "v_depth", at::kCUDA, dt, {C, H, W, 1});
     const auto opt = means2d.options();
     // summed into by atomics: zeros, never poisoned; one buffer, one memset
     const at::Tensor zeros = at::zeros({C * N * 10}, opt);

@@ -80,6 +80,7 @@ class Dataset:
     distortion: list[dict | None] = field(default_factory=list)
     downscale: int = 1
     extras: dict[str, list[Path]] = field(default_factory=dict)
+    _last: tuple | None = field(default=None, repr=False, compare=False)  # (i, image): image() then mask() reads once
 
     def __len__(self) -> int:
         return len(self.cameras)
@@ -94,6 +95,13 @@ class Dataset:
 
     def image_rgba(self, i: int) -> np.ndarray:
         """Image i as float32 [H, W, 3 or 4] in [0, 1], undistorted and downscaled (cached on disk)."""
+        if self._last is not None and self._last[0] == i:
+            return self._last[1]
+        img = self._read(i)
+        self._last = (i, img)
+        return img
+
+    def _read(self, i: int) -> np.ndarray:
         path = self.image_paths[i]
         needs_work = self.downscale > 1 or (self.distortion and self.distortion[i])
         if needs_work:

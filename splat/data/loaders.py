@@ -17,15 +17,6 @@ from .dataset import Dataset, check_images_exist, every_eighth, normalise
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
 
-def _downscaled(cam: Camera, factor: int) -> Camera:
-    """The camera of an image area-averaged by ``factor`` (trailing pixels dropped): K / factor exactly."""
-    if factor == 1:
-        return cam
-    K = cam.K.clone()
-    K[:2] /= factor
-    return Camera(K, cam.viewmat.clone(), cam.width // factor, cam.height // factor, cam.near, cam.far)
-
-
 def _image_size(path: Path) -> tuple[int, int]:
     import imageio.v3 as iio
 
@@ -108,7 +99,7 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
                 cam = Camera.from_opengl_c2w(frame["transform_matrix"], K, w, h)
             except (TypeError, ValueError, RuntimeError) as e:
                 raise SplatError(f"{where}: bad transform_matrix ({e})") from None
-            cams.append(_downscaled(cam, downscale))
+            cams.append(cam.downscaled(downscale))
             paths.append(image)
             split_of.append(split)
             distortion.append(dist)
@@ -154,7 +145,7 @@ def load_colmap(path: str | Path, downscale: int = 1, normalize: bool = True, im
         fx, fy, cx, cy = c.pinhole()
         K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float64)
         cam = Camera(K, torch.from_numpy(im.viewmat()), c.width, c.height)
-        cams.append(_downscaled(cam, downscale))
+        cams.append(cam.downscaled(downscale))
         paths.append(root / images / im.name)
         distortion.append(c.distortion())
     check_images_exist(paths)

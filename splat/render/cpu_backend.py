@@ -12,6 +12,7 @@ import torch
 from ..camera import Camera
 from ..store import GaussianStore
 from .native import build_extension
+from .native_autograd import ProjectFunction, zeros_if_none
 
 
 def load_cpu_extension():
@@ -33,34 +34,6 @@ def _camera_args(cam: Camera):
     return (cam.viewmat.contiguous(), cam.K.contiguous(), cam.width, cam.height, float(cam.near), float(cam.far))
 
 
-def _zeros_if_none(grad, like):
-    return torch.zeros_like(like) if grad is None else grad.contiguous()
-
-
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means, log_scales, quats, logits, sh, cam_args, sh_degree, antialiased):
-        ext = load_cpu_extension()
-        means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
-            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased
-        )
-        ctx.save_for_backward(means, log_scales, quats, logits, sh, radii)
-        ctx.args = (cam_args, sh_degree, antialiased)
-        ctx.mark_non_differentiable(extents, radii)
-        return means2d, conics, opac, colors, depths, extents, radii
-
-    @staticmethod
-    def backward(ctx, v_means2d, v_conics, v_opac, v_colors, v_depths, _v_ext, _v_radii):
-        means, log_scales, quats, logits, sh, radii = ctx.saved_tensors
-        cam_args, sh_degree, antialiased = ctx.args
-        grads = load_cpu_extension().project_bwd(
-            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased, radii,
-            _zeros_if_none(v_means2d, means[:, :2]), _zeros_if_none(v_conics, means),
-            _zeros_if_none(v_opac, logits), _zeros_if_none(v_colors, means), _zeros_if_none(v_depths, logits),
-        )
-        return (*grads, None, None, None)
-
-
 class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels, num_labels):
@@ -77,10 +50,10 @@ class _Blend(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
         means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last, *lists = ctx.saved_tensors
-        v_color = _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3))
+        v_color = zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3))
         grads = load_cpu_extension().rasterize_bwd(
             means2d, conics, opac, colors, depths, extents, lists, background, trans_final, depth_sum, last,
-            v_color, _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth, trans_final),
+            v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
         )
         # the background shows through the transmittance left at each pixel
         v_background = (v_color * trans_final).sum((0, 1)) if ctx.needs_input_grad[7] else None
@@ -103,7 +76,8 @@ def rasterize_cpu(
 
         raise SplatError(f"the cpu backend needs the store on the CPU, it is on {store.device}")
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
-    projected = [_Project.apply(*params, _camera_args(cam), sh_degree, antialiased) for cam in cams]
+    ext = load_cpu_extension()
+    projected = [ProjectFunction.apply(ext, *params, _camera_args(cam), sh_degree, antialiased) for cam in cams]
     means2d = _stack([p[0] for p in projected])  # [C, N, 2]
     if means2d.requires_grad:
         means2d.retain_grad()

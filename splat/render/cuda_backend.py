@@ -15,6 +15,7 @@ import torch
 from ..camera import Camera
 from ..errors import SplatError
 from .native import build_extension
+from .native_autograd import ProjectFunction, zeros_if_none
 
 SOURCES = [
     "project.cu",
@@ -62,38 +63,6 @@ def _camera_args(cams: list[Camera]):
     return viewmats, Ks, near_far, cams[0].width, cams[0].height
 
 
-def _zeros_if_none(grad, like):
-    return torch.zeros_like(like) if grad is None else grad.contiguous()
-
-
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means, log_scales, quats, logits, sh, cam_args, sh_degree, antialiased):
-        ops = load_cuda_extension()
-        means2d, conics, opac, colors, depths, extents, radii = ops.project_fwd(
-            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased
-        )
-        ctx.save_for_backward(means, log_scales, quats, logits, sh, radii)
-        ctx.args = (cam_args, sh_degree, antialiased)
-        ctx.mark_non_differentiable(extents, radii)
-        return means2d, conics, opac, colors, depths, extents, radii
-
-    @staticmethod
-    def backward(ctx, v_means2d, v_conics, v_opac, v_colors, v_depths, _v_ext, _v_radii):
-        means, log_scales, quats, logits, sh, radii = ctx.saved_tensors
-        cam_args, sh_degree, antialiased = ctx.args
-        C, N = radii.shape
-        like2 = means.new_empty(C, N, 2)
-        like3 = means.new_empty(C, N, 3)
-        like1 = means.new_empty(C, N)
-        grads = load_cuda_extension().project_bwd(
-            means, log_scales, quats, logits, sh, *cam_args, sh_degree, antialiased, radii,
-            _zeros_if_none(v_means2d, like2), _zeros_if_none(v_conics, like3), _zeros_if_none(v_opac, like1),
-            _zeros_if_none(v_colors, like3), _zeros_if_none(v_depths, like1),
-        )
-        return (*grads, None, None, None)
-
-
 class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels,
@@ -113,10 +82,10 @@ class _Blend(torch.autograd.Function):
     def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
         (means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
          last) = ctx.saved_tensors
-        v_color = _zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3))
+        v_color = zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3))
         grads = load_cuda_extension().rasterize_bwd(
             means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
-            last, v_color, _zeros_if_none(v_alpha, trans_final), _zeros_if_none(v_depth, trans_final),
+            last, v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
         )
         # the background shows through the transmittance left at each pixel
         v_background = (v_color * trans_final).sum((1, 2)) if ctx.needs_input_grad[7] else None
@@ -138,7 +107,9 @@ def rasterize_cuda(
         raise SplatError(f"the cuda backend needs the store on a CUDA device, it is on {store.device}")
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
     cam_args = _camera_args(cams)
-    means2d, conics, opac, colors, depths, extents, radii = _Project.apply(*params, cam_args, sh_degree, antialiased)
+    means2d, conics, opac, colors, depths, extents, radii = ProjectFunction.apply(
+        load_cuda_extension(), *params, cam_args, sh_degree, antialiased
+    )
     if means2d.requires_grad:
         means2d.retain_grad()
     W, H = cam_args[3], cam_args[4]
