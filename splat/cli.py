@@ -48,10 +48,26 @@ def info(
     typer.echo(json.dumps(d, indent=1) if as_json else format_description(d))
 
 
+def _scene_and_cameras(path: Path):
+    """(store, cameras or None) of a .ply file or a training run folder."""
+    from .camera import load_cameras_json
+    from .io.ply import load_ply
+
+    if path.is_dir():
+        if not (path / "scene.ply").is_file():
+            raise SplatError(f"{path}: not a finished training run (no scene.ply)")
+        cams = load_cameras_json(path / "cameras.json") if (path / "cameras.json").is_file() else None
+        return load_ply(path / "scene.ply"), cams
+    return load_ply(path), None
+
+
 @app.command()
 def render(
-    file: Path = typer.Argument(..., help="A 3DGS .ply file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output image (.png or .jpg)."),
+    file: Path = typer.Argument(..., help="A 3DGS .ply file or a training run folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg) or video (.mp4/.gif)."),
+    path: str = typer.Option("orbit", help="Video camera path: orbit, spiral or dataset (a run's cameras)."),
+    frames: int = typer.Option(90, help="Video frames (orbit and spiral)."),
+    fps: int = typer.Option(30, help="Video frames per second."),
     camera: Optional[Path] = typer.Option(None, help="cameras.json; default: an orbit camera at the scene centre."),
     index: int = typer.Option(0, help="Which camera of --camera to use."),
     width: Optional[int] = typer.Option(None, help="Image width (default 512, or the camera's)."),
@@ -62,10 +78,10 @@ def render(
     mode: str = typer.Option("classic", help="classic or antialiased."),
     output: str = typer.Option("color", help="color, depth or alpha."),
 ):
-    """Render one view of a PLY to an image."""
+    """Render a PLY or a run to an image, or along a camera path to a video."""
     from .camera import load_cameras_json
     from .io.images import save_image
-    from .io.ply import load_ply
+    from .io.video import VIDEO_SUFFIXES
     from .render import rasterize
     from .render.views import default_cameras
 
@@ -75,11 +91,34 @@ def render(
     if output not in ("color", "depth", "alpha"):
         raise SplatError(f"--output '{output}' must be color, depth or alpha")
     bg = _parse_floats(background, 3, "--background")
-    store = load_ply(file)
-    if camera is not None:
-        cams = load_cameras_json(camera)
+    if not file.exists():
+        raise SplatError(f"{file}: no such file or folder")
+    store, run_cams = _scene_and_cameras(file)
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        from .render.paths import camera_path
+        from .render.video import render_video
+
+        if not 1 <= fps <= 240:
+            raise SplatError(f"--fps {fps} must be in 1..240")
+        cams = run_cams or (load_cameras_json(camera) if camera else None)
+        if cams is None:
+            if path == "dataset":
+                raise SplatError("--path dataset needs a run folder or --camera")
+            cams = default_cameras(store, frames, width or 512, height or 512)
+            if path == "spiral":
+                cams = camera_path("spiral", cams, frames, width, height)
+        else:
+            cams = camera_path(path, cams, frames, width, height)
+        render_video(store, cams, out, fps=fps, backend=backend, background=bg,
+                     progress=lambda k, n: print(f"\rrendering frames {k}/{n}", end="" if k < n else "\n",
+                                                 file=sys.stderr, flush=True))
+        typer.echo(f"wrote {out} ({len(cams)} frames, {cams[0].width}x{cams[0].height})")
+        return
+    if camera is not None or run_cams is not None:
+        cams = load_cameras_json(camera) if camera is not None else run_cams
+        src = camera if camera is not None else file / "cameras.json"
         if not 0 <= index < len(cams):
-            raise SplatError(f"--index {index} out of range: {camera} has {len(cams)} cameras")
+            raise SplatError(f"--index {index} out of range: {src} has {len(cams)} cameras")
         cam = cams[index]
         if width or height:
             cam = cam.resized(width or cam.width, height or cam.height)
@@ -100,18 +139,66 @@ def render(
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(Path("demo_out"), help="Output folder."),
-    views: int = typer.Option(8, help="Number of orbit views."),
-    size: int = typer.Option(256, help="Image size in pixels."),
-    backend: str = typer.Option("auto", help="auto, torch, cpu or cuda."),
+def train(
+    data: Optional[Path] = typer.Argument(None, help="Dataset: a transforms.json (or its folder) or a COLMAP folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    strategy: str = typer.Option("mcmc", help="mcmc or adc."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default 30000; with --resume: keep the run's)."),
+    cap: int = typer.Option(1_000_000, help="Most Gaussians (mcmc grows to it; adc stops growing at it)."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    downscale: int = typer.Option(1, help="Integer image downscale factor."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its last checkpoint."),
+    seed: int = typer.Option(0, help="Random seed."),
+    sh_degree: int = typer.Option(3, help="Highest SH degree (0..3)."),
+    init_count: int = typer.Option(100_000, help="Initial Gaussians when the dataset has no points."),
+    checkpoint_every: int = typer.Option(1000, help="Steps between checkpoints."),
+    background: str = typer.Option("random", help="'random' (a new colour each step) or R,G,B."),
+    absgrad: bool = typer.Option(False, help="adc: densify on absolute gradients."),
 ):
-    """The main job on the built-in scene: build it, save it, render an orbit."""
+    """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json."""
+    from .train import TrainConfig, Trainer
+    from .train.progress import run_with_progress
+
+    if resume is not None:
+        if data is not None or out is not None:
+            raise SplatError("--resume continues a run: give no DATA or --out with it")
+        trainer = Trainer.resume(resume, steps)
+    else:
+        if data is None or out is None:
+            raise SplatError("train needs DATA and --out (or --resume RUN)")
+        bg = background if background == "random" else list(_parse_floats(background, 3, "--background"))
+        config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=steps or 30_000, strategy=strategy,
+                             cap=cap, backend=backend, seed=seed, sh_degree=sh_degree, init_count=init_count,
+                             checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad)
+        trainer = Trainer.start(config, out)
+    summary = run_with_progress(trainer)
+    typer.echo(json.dumps(summary))
+
+
+@app.command("eval")
+def eval_(
+    run: Path = typer.Argument(..., help="A finished training run folder."),
+    backend: Optional[str] = typer.Option(None, help="Backend (default: the run's)."),
+):
+    """PSNR and SSIM on the held-out views: prints JSON and writes RUN/eval.json and RUN/eval/."""
+    from .train import evaluate
+
+    result = evaluate(run, backend=backend)
+    typer.echo(json.dumps(result, indent=1))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="Output folder (scene/ and run/ inside)."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule)."),
+):
+    """The main job: generate the default scene, train it, evaluate, write the PLY and an orbit video."""
     from .demo import run_demo
 
-    if views < 1 or not 16 <= size <= 4096:
-        raise SplatError("--views must be >= 1 and --size in 16..4096")
-    run_demo(out, views=views, size=size, backend=backend, log=typer.echo)
+    if steps is not None and steps < 1:
+        raise SplatError(f"--steps {steps} must be positive")
+    run_demo(out, backend=backend, steps=steps, log=typer.echo)
 
 
 scene_app = typer.Typer(no_args_is_help=True, help="Synthetic scenes with exact ground truth.")

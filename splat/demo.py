@@ -1,54 +1,54 @@
-"""``splat demo``: the main job on the built-in scene.
+"""``splat demo``: the main job on the built-in scene, end to end.
 
-Builds the procedural scene, saves it as PLY, reloads it, renders an orbit of
-views and writes them as PNGs. (Training on the generated scene replaces this
-when the trainer lands.)
+Generates the default synthetic scene, trains it on the fastest backend here,
+evaluates the held-out views, writes the PLY, ``eval.json`` and an orbit video,
+then says where they are and what to try next.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-import numpy as np
+from .errors import SplatError
 
-from .builtin_scene import builtin_scene
-from .camera import save_cameras_json
-from .io.images import save_image
-from .io.ply import load_ply, save_ply
-from .render import rasterize
-from .render.views import default_cameras
+# a schedule for a few minutes on a laptop CPU: the field's settings, compressed
+DEMO_CONFIG = dict(
+    strategy="mcmc", steps=3000, cap=30_000, sh_degree=3, sh_interval=500,
+    refine_start=100, refine_every=50, checkpoint_every=1000,
+)
 
 
-def run_demo(out_dir: str | Path, views: int = 8, size: int = 256, backend: str = "auto", log=print) -> dict:
-    """Run the demo into ``out_dir``; returns a summary dict (paths, timings)."""
+def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = None, size: int = 200,
+             log=print) -> dict:
+    """Run the demo into ``out_dir`` (``scene/`` dataset, ``run/`` training run). Returns a summary."""
+    from .render.paths import camera_path
+    from .render.video import render_video
+    from .scenes import generate
+    from .train import TrainConfig, Trainer
+    from .train.progress import run_with_progress
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    scene, run = out / "scene", out / "run"
+    if run.exists() and any(run.iterdir()):
+        raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     t0 = time.perf_counter()
-    store = builtin_scene()
-    ply = out / "scene.ply"
-    save_ply(store, ply)
-    store = load_ply(ply)
-    log(f"built-in scene: {len(store)} Gaussians, SH degree {store.sh_degree} -> {ply}")
-    cams = default_cameras(store, n=views, width=size, height=size)
-    save_cameras_json(cams, out / "cameras.json")
-    frames = []
-    t_render = time.perf_counter()
-    for i, cam in enumerate(cams):
-        res = rasterize(store, cam, backend=backend, background=(1.0, 1.0, 1.0))
-        img = res.color[0].clamp(0, 1)
-        save_image(img, out / f"view_{i:02d}.png")
-        frames.append(img.numpy())
-    render_s = time.perf_counter() - t_render
-    grid = np.concatenate([np.concatenate(frames[r::2], axis=1) for r in range(2)], axis=0) if views % 2 == 0 else frames[0]
-    save_image(grid, out / "orbit.png")
-    summary = {
-        "gaussians": len(store),
-        "views": views,
-        "size": size,
-        "render_seconds_per_view": render_s / views,
-        "total_seconds": time.perf_counter() - t0,
-        "out": str(out),
-    }
-    log(f"rendered {views} views at {size}x{size}: {summary['render_seconds_per_view']:.2f} s/view -> {out / 'orbit.png'}")
+    if not (scene / "transforms.json").is_file():
+        log(f"generating the default scene ({size}x{size}) in {scene} ...")
+        generate("default", scene, size=size)
+    t_scene = time.perf_counter() - t0
+    config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
+    if steps is not None:
+        config.steps = steps
+    trainer = Trainer.start(config, run)
+    log(f"training {config.strategy} for {config.steps} steps on {trainer.dataset_summary()} ...")
+    summary = run_with_progress(trainer)
+    video = render_video(trainer.store(), camera_path("orbit", trainer.dataset.cameras, frames=60), run / "orbit.mp4",
+                         backend=backend, background=config.eval_background)
+    summary.update(scene_seconds=round(t_scene, 1), total_seconds=round(time.perf_counter() - t0, 1),
+                   ply=str(run / "scene.ply"), eval=str(run / "eval.json"), video=str(video))
+    log(json.dumps(summary, indent=1))
+    log("next: splat view " + str(run) + "   |   splat edit crop " + str(run / "scene.ply") +
+        " --sphere 0,0,0,0.5 --out crop.ply   |   splat render " + str(run) + " --path spiral --out spiral.mp4")
     return summary

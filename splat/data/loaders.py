@@ -11,6 +11,7 @@ import torch
 
 from ..camera import Camera
 from ..errors import SplatError
+from ..io.ply import load_point_cloud
 from .colmap import read_model
 from .dataset import Dataset, check_images_exist, every_eighth, normalise
 
@@ -85,8 +86,11 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
     else:
         files = [path]
     cams, paths, split_of, distortion, extras = [], [], [], [], {}
+    points = colors = None
     for f in files:
         meta = _read_json(f)
+        if meta.get("ply_file_path") and points is None:  # nerfstudio: initial points in the poses' world
+            points, colors = load_point_cloud((f.parent / str(meta["ply_file_path"])).resolve())
         split = f.stem.split("_")[-1] if f.stem != "transforms" else None
         for k, frame in enumerate(meta["frames"]):
             where = f"{f} frame {k}"
@@ -121,8 +125,8 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
         train, test = every_eighth(len(cams))
     transform = np.eye(4)
     if normalize:
-        cams, _, transform = normalise(cams, None)
-    return Dataset(cams, paths, train, test, None, None, transform, distortion, downscale,
+        cams, points, transform = normalise(cams, points)
+    return Dataset(cams, paths, train, test, points, colors, transform, distortion, downscale,
                    {k: v for k, v in extras.items() if len(v) == len(cams)})
 
 

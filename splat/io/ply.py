@@ -113,6 +113,12 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
             missing properties, inconsistent SH count, truncated data.
     """
     path = Path(path)
+    data, names = read_vertices(path)
+    return _store_from_vertex(path, data, names)
+
+
+def read_vertices(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The ``vertex`` element of a binary PLY as a structured array, and its property names."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -139,10 +145,38 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
         if offset > file_size:
             raise SplatError(f"{path}: truncated: header promises {offset} bytes, file has {file_size}")
         count, dtype, start = vertex
-        names = list(dtype.names or ())
         f.seek(start)
         data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
-    return _store_from_vertex(path, data, names)
+    return data, list(dtype.names or ())
+
+
+def load_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """A coloured point cloud PLY (x y z [red green blue]): ([P, 3] float64, [P, 3] in [0, 1] or None)."""
+    path = Path(path)
+    data, names = read_vertices(path)
+    pts = _stack(path, data, ["x", "y", "z"], np.float64).numpy()
+    if not np.isfinite(pts).all():
+        raise SplatError(f"{path}: point coordinates contain NaN or Inf")
+    cols = None
+    if all(c in names for c in ("red", "green", "blue")):
+        raw = _stack(path, data, ["red", "green", "blue"], np.float64).numpy()
+        cols = np.clip(raw / (255.0 if data.dtype["red"].kind in "ui" else 1.0), 0, 1)
+    return pts, cols
+
+
+def save_point_cloud(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray) -> None:
+    """Write [P, 3] points with [P, 3] colours in [0, 1] as a binary PLY (x y z red green blue), atomically."""
+    dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    v = np.empty(len(points), dt)
+    for k, name in enumerate("xyz"):
+        v[name] = points[:, k]
+    rgb = np.clip(np.round(np.asarray(colors) * 255), 0, 255).astype(np.uint8)
+    v["red"], v["green"], v["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    header = ("ply\nformat binary_little_endian 1.0\n"
+              f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    with atomic_write(path) as f:
+        f.write(header.encode() + v.tobytes())
 
 
 def _store_from_vertex(path: Path, data: np.ndarray, names: list[str]) -> GaussianStore:

@@ -9,6 +9,7 @@ loader reads like any other:
     OUT/depth/NNNN.npy       float32 camera-space z per pixel (0 = background)
     OUT/instances/NNNN.png   object id per pixel (0 = background, objects 1..K in recipe order)
     OUT/mesh.ply             the ground-truth mesh: vertex colours and an object_id per vertex
+    OUT/points3d.ply         sparse surface points with colours (the initial points, as SfM gives)
 
 Deterministic for a recipe, size, view count and seed.
 """
@@ -21,6 +22,7 @@ import math
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from ..camera import Camera
 from ..errors import SplatError
 from ..io.atomic import write_bytes_atomic, write_text_atomic
 from ..io.images import save_image
+from ..io.ply import save_point_cloud
 from .textures import texture_color
 
 SHAPES = ("plane", "sphere", "box", "torus", "cylinder")
@@ -168,42 +171,65 @@ class _Scene:
         lambert = np.clip(n @ self.light, 0.0, 1.0)
         return albedo * (self.ambient + (1 - self.ambient) * lambert)[:, None]
 
-    def render(self, cam: Camera):
-        """(image [H, W, 3] float, depth [H, W] float32 (0 = none), instances [H, W] uint8)."""
+    def _cast(self, cam: Camera, dx: float, dy: float):
+        """Cast one ray per pixel through (x + dx, y + dy). Returns the hit record and ray data."""
         o3d = _open3d()
 
         W, H = cam.width, cam.height
         K = cam.K.numpy()
         R, t = cam.viewmat[:3, :3].numpy(), cam.viewmat[:3, 3].numpy()
-        u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+        u, v = np.meshgrid(np.arange(W) + dx, np.arange(H) + dy)
         d_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
         d_world = d_cam @ R  # R^T d; z = 1 in camera space, so t_hit is the camera-space depth
         origin = np.broadcast_to(-R.T @ t, d_world.shape)
         rays = o3d.core.Tensor(np.concatenate([origin, d_world], 1).astype(np.float32))
-        hit = self.raycast.cast_rays(rays)
+        return self.raycast.cast_rays(rays), origin, d_world, v
+
+    def _shade(self, cam: Camera, dx: float, dy: float) -> np.ndarray:
+        """[H * W, 3] colour of the rays through (x + dx, y + dy) of every pixel."""
+        hit, origin, d_world, v = self._cast(cam, dx, dy)
+        H = cam.height
         t_hit = hit["t_hit"].numpy()
-        gids = hit["geometry_ids"].numpy().astype(np.int64)
-        ok = np.isfinite(t_hit)
+        gids = hit["geometry_ids"].numpy()
         top, bottom = (np.asarray(self.recipe.get("background", {}).get(k, [1, 1, 1]), dtype=np.float64) for k in ("top", "bottom"))
         row = (v.reshape(-1) / H)[:, None]
         image = top[None] * (1 - row) + bottom[None] * row
-        prim = hit["primitive_ids"].numpy().astype(np.int64)
-        uvs = hit["primitive_uvs"].numpy().astype(np.float64)
-        flat = hit["primitive_normals"].numpy().astype(np.float64)
+        hits = np.nonzero(np.isfinite(t_hit))[0]
+        hits = hits[np.argsort(gids[hits], kind="stable")]  # grouped by object
+        bounds = np.searchsorted(gids[hits], np.arange(len(self.meshes) + 1))
+        prim, uvs, flat = hit["primitive_ids"].numpy(), hit["primitive_uvs"].numpy(), hit["primitive_normals"].numpy()
         for k, mesh in enumerate(self.meshes):
-            sel = ok & (gids == k)
-            if not sel.any():
+            sel = hits[bounds[k]:bounds[k + 1]]
+            if len(sel) == 0:
                 continue
             points = origin[sel] + t_hit[sel, None].astype(np.float64) * d_world[sel]
             if self.smooth[k]:  # interpolate vertex normals with the hit's barycentrics
                 tri = np.asarray(mesh.triangles)[prim[sel]]
                 vn = np.asarray(mesh.vertex_normals)
-                b1, b2 = uvs[sel, 0:1], uvs[sel, 1:2]
+                b1, b2 = uvs[sel, 0:1].astype(np.float64), uvs[sel, 1:2].astype(np.float64)
                 normals = (1 - b1 - b2) * vn[tri[:, 0]] + b1 * vn[tri[:, 1]] + b2 * vn[tri[:, 2]]
                 normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(min=1e-12)
             else:
-                normals = flat[sel]
+                normals = flat[sel].astype(np.float64)
             image[sel] = self.surface_color(k, points, normals, d_world[sel])
+        return image
+
+    def render(self, cam: Camera, supersample: int = 2):
+        """(image [H, W, 3] float, depth [H, W] float32 (0 = none), instances [H, W] uint8).
+
+        The colour is the mean of ``supersample`` x ``supersample`` rays spread over each
+        pixel, as a camera integrates light over its pixel area (one ray per pixel makes
+        fine textures alias into patterns that change from view to view); depth and
+        instance ids are those of the pixel centre.
+        """
+        W, H = cam.width, cam.height
+        n = max(1, int(supersample))
+        offsets = (np.arange(n) + 0.5) / n
+        image = sum(self._shade(cam, dx, dy) for dy in offsets for dx in offsets) / (n * n)
+        hit, *_ = self._cast(cam, 0.5, 0.5)
+        t_hit = hit["t_hit"].numpy()
+        ok = np.isfinite(t_hit)
+        gids = hit["geometry_ids"].numpy().astype(np.int64)
         depth = np.where(ok, t_hit, 0.0).astype(np.float32).reshape(H, W)
         instances = np.where(ok, gids + 1, 0).astype(np.uint8).reshape(H, W)
         return np.clip(image, 0, 1).reshape(H, W, 3), depth, instances
@@ -239,8 +265,23 @@ class _Scene:
         return header.encode() + vert.tobytes() + face.tobytes()
 
 
+def _surface_samples(cam: Camera, image: np.ndarray, depth: np.ndarray, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random visible surface points of one view with their pixel colours, as the
+    sparse points of structure-from-motion would be: ([P, 3] world, [P, 3] colours)."""
+    v, u = np.nonzero(depth > 0)
+    if len(u) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    pick = rng.choice(len(u), size=min(count, len(u)), replace=False)
+    v, u = v[pick], u[pick]
+    K = cam.K.numpy()
+    z = depth[v, u].astype(np.float64)
+    p_cam = np.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], 1)
+    R, t = cam.viewmat[:3, :3].numpy(), cam.viewmat[:3, 3].numpy()
+    return (p_cam - t) @ R, image[v, u]
+
+
 def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, views: int = 56, seed: int = 0,
-             progress=None) -> Path:
+             progress=None, points: int = 20_000) -> Path:
     """Render a recipe into a dataset folder (see the module docstring).
 
     Args:
@@ -251,6 +292,8 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
         views: number of cameras.
         seed: texture noise seed.
         progress: optional callable(done, total).
+        points: how many surface points (with colours) to write as ``points3d.ply``,
+            the initial points of training, as SfM gives for photos.
     Returns:
         The dataset folder.
     """
@@ -267,9 +310,13 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
     try:
         for sub in ("images", "depth", "instances"):
             (tmp / sub).mkdir()
-        frames = []
-        for i, cam in enumerate(cams):
-            image, depth, inst = scene.render(cam)
+        frames, cloud = [], []
+        rng = np.random.default_rng(seed)
+        # views render on a few threads (numpy and open3d release the GIL); results stay in order
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            renders = pool.map(scene.render, cams)
+        for i, (cam, (image, depth, inst)) in enumerate(zip(cams, renders)):
+            cloud.append(_surface_samples(cam, image, depth, max(1, points // len(cams)), rng))
             save_image(image, tmp / "images" / f"{i:04d}.png")
             buf = io.BytesIO()
             np.save(buf, depth)
@@ -284,6 +331,7 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
             if progress:
                 progress(i + 1, len(cams))
         write_bytes_atomic(tmp / "mesh.ply", scene.mesh_ply())
+        save_point_cloud(tmp / "points3d.ply", np.concatenate([p for p, _ in cloud]), np.concatenate([c for _, c in cloud]))
         K = cams[0].K
         meta = {
             "camera_model": "PINHOLE",
@@ -294,6 +342,7 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
                 "recipe": recipe_name, "seed": seed, "description": recipe.get("description", ""),
                 "objects": [{"id": k + 1, "shape": o["shape"]} for k, o in enumerate(recipe["objects"])],
             },
+            "ply_file_path": "points3d.ply",
             "frames": frames,
         }
         write_text_atomic(tmp / "transforms.json", json.dumps(meta, indent=1))

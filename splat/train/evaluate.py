@@ -1,0 +1,99 @@
+"""Held-out evaluation of a run: PSNR and SSIM per test view and their means.
+
+Writes ``RUN/eval.json`` (``{"psnr", "ssim", "lpips", "views": [...]}``) and, in
+``RUN/eval/``, each held-out render beside its ground truth. LPIPS is computed only
+when the ``lpips`` package and its backbone weights are already on disk (nothing
+is downloaded); otherwise ``lpips`` is null and ``lpips_note`` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..data.loaders import load_dataset
+from ..errors import SplatError
+from ..io.atomic import write_text_atomic
+from ..io.images import save_image
+from ..io.ply import load_ply
+from ..render import rasterize
+from .config import TrainConfig
+from .losses import psnr, ssim
+
+ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"  # what lpips(net="alex") loads through torchvision
+
+
+def lpips_model():
+    """(callable or None, note): LPIPS (AlexNet) if everything it needs is on disk."""
+    try:
+        import lpips  # noqa: F401
+    except ImportError:
+        return None, "the lpips package is not installed"
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
+    if not weights.is_file():
+        return None, f"AlexNet weights are not on disk ({weights}); they are never downloaded"
+    import lpips
+
+    model = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    def score(a: torch.Tensor, b: torch.Tensor) -> float:  # [H, W, 3] in [0, 1]
+        with torch.no_grad():
+            return float(model(a.permute(2, 0, 1)[None] * 2 - 1, b.permute(2, 0, 1)[None] * 2 - 1))
+
+    return score, "AlexNet"
+
+
+def load_run(run: str | Path):
+    """(config, dataset, store) of a finished run folder."""
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise SplatError(f"{run}: not a training run (no config.json)")
+    if not (run / "scene.ply").is_file():
+        raise SplatError(f"{run}: has no scene.ply yet (the run has not finished; resume it)")
+    try:
+        config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise SplatError(f"{run / 'config.json'}: unreadable ({e})") from None
+    return config, load_dataset(config.data, config.downscale), load_ply(run / "scene.ply")
+
+
+def evaluate(run: str | Path, backend: str | None = None, save_images: bool = True) -> dict:
+    """Evaluate a run on its held-out views; writes eval.json and the renders. Returns the dict."""
+    run = Path(run)
+    config, dataset, store = load_run(run)
+    backend = backend or config.backend
+    if backend == "auto" or backend in ("cuda", "gsplat"):
+        store = store.to("cuda") if torch.cuda.is_available() and backend != "cpu" else store
+    score_lpips, lpips_note = lpips_model()
+    bg = torch.tensor(config.eval_background, dtype=torch.float32)
+    views = []
+    out_dir = run / "eval"
+    out_dir.mkdir(exist_ok=True)
+    for i in dataset.test:
+        rgba = torch.from_numpy(dataset.image_rgba(i).copy())
+        gt = rgba[..., :3] if rgba.shape[-1] == 3 else rgba[..., :3] * rgba[..., 3:] + bg * (1 - rgba[..., 3:])
+        with torch.no_grad():
+            res = rasterize(store, dataset.cameras[i], backend=backend, background=bg.to(store.device),
+                            mode=config.mode, contributions=False)
+        img = res.color[0].clamp(0, 1).cpu()
+        entry = {"index": i, "name": dataset.image_paths[i].name, "psnr": psnr(img, gt), "ssim": float(ssim(img, gt))}
+        if score_lpips:
+            entry["lpips"] = score_lpips(img, gt)
+        views.append(entry)
+        if save_images:
+            save_image(img, out_dir / f"{i:04d}_render.png")
+            save_image(gt, out_dir / f"{i:04d}_gt.png")
+    mean = lambda k: (sum(v[k] for v in views) / len(views)) if views else None  # noqa: E731
+    result = {
+        "psnr": mean("psnr"), "ssim": mean("ssim"),
+        "lpips": mean("lpips") if score_lpips else None,
+        "lpips_note": lpips_note,
+        "gaussians": len(store), "test_views": len(views), "views": views,
+    }
+    if any(math.isinf(v["psnr"]) for v in views):
+        result["psnr"] = float("inf")
+    write_text_atomic(run / "eval.json", json.dumps(result, indent=1))
+    return result

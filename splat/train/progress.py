@@ -1,0 +1,43 @@
+"""Training with a progress bar on stderr: step, loss, PSNR, Gaussians, it/s, ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .evaluate import evaluate
+from .trainer import Trainer
+
+
+def _format(metrics: dict, steps: int, rate: float) -> str:
+    left = (steps - metrics["step"]) / rate if rate > 0 else float("nan")
+    eta = time.strftime("%M:%S", time.gmtime(left)) if left == left else "--:--"
+    width = 24
+    done = int(width * metrics["step"] / steps)
+    return (f"[{'#' * done}{'.' * (width - done)}] step {metrics['step']}/{steps}  loss {metrics['loss']:.4f}  "
+            f"psnr {metrics['psnr']:.2f}  gaussians {metrics['gaussians']}  {rate:.1f} it/s  eta {eta}")
+
+
+def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=sys.stderr) -> dict:
+    """Train to the end with a one-line progress bar, then evaluate. Returns a summary dict."""
+    steps, start = trainer.config.steps, trainer.step
+    t0 = time.perf_counter()
+    last = [0.0]
+    tty = stream.isatty()
+
+    def progress(m: dict) -> None:
+        now = time.perf_counter()
+        if now - last[0] < (0.2 if tty else 10.0) and m["step"] != steps:
+            return
+        last[0] = now
+        rate = (m["step"] - start) / max(now - t0, 1e-9)
+        line = _format(m, steps, rate)
+        print(("\r" + line) if tty else line, end="" if tty and m["step"] != steps else "\n", file=stream, flush=True)
+
+    metrics = trainer.train(progress=progress)
+    summary = {"run": str(trainer.run), "steps": trainer.step, "gaussians": len(trainer.adam),
+               "train_seconds": round(trainer.elapsed, 1), "final_loss": metrics.get("loss")}
+    if evaluate_after:
+        result = evaluate(trainer.run)
+        summary.update(psnr=result["psnr"], ssim=result["ssim"], test_views=result["test_views"])
+    return summary

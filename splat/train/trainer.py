@@ -1,0 +1,301 @@
+"""The training loop: data, loss, Adam, strategy, logs, checkpoints, exact resume.
+
+A run lives in one folder:
+
+    RUN/config.json        the TrainConfig (with the dataset path)
+    RUN/cameras.json       the dataset's cameras (normalised world)
+    RUN/metrics.jsonl      one JSON line every ``log_every`` steps
+    RUN/checkpoints/       step_XXXXXXX.pt, the newest ``keep_checkpoints``
+    RUN/scene.ply          the final Gaussians
+    RUN/eval.json, RUN/eval/  held-out metrics and renders (see ``evaluate``)
+
+All random draws come from one generator seeded by ``config.seed`` and saved in
+every checkpoint, and the CPU backend is deterministic, so N steps + resume + N
+steps equal 2N steps in one go, bitwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..camera import save_cameras_json
+from ..data.dataset import Dataset, downscale_image
+from ..data.loaders import load_dataset
+from ..errors import SplatError
+from ..io.atomic import write_text_atomic
+from ..io.images import load_image
+from ..io.ply import save_ply
+from ..render import rasterize
+from ..store import GaussianStore, num_sh_bases
+from .adam import Adam
+from .adc import ADCStrategy
+from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .init import initial_points, initial_store, scene_scale, sky_points
+from .losses import l1, photometric_loss
+from .mcmc import MCMCStrategy
+
+STRATEGY_DEFAULTS = {  # (init opacity, init scale factor)
+    "mcmc": (0.5, 0.1),
+    "adc": (0.1, 1.0),
+}
+
+
+def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianStore:
+    """The GaussianStore view of the optimised tensors, with SH bands up to ``sh_degree``
+    (fewer bands leave the higher ones out of the graph, so they get no gradient)."""
+    rest = params["sh_rest"]
+    if sh_degree is not None:
+        rest = rest[:, : num_sh_bases(sh_degree) - 1]
+    sh = torch.cat([params["sh_dc"], rest], 1) if rest.shape[1] else params["sh_dc"]
+    return GaussianStore(params["means"], params["log_scales"], params["quats"], params["opacity_logits"], sh)
+
+
+def params_from_store(store: GaussianStore) -> dict:
+    return {"means": store.means, "log_scales": store.log_scales, "quats": store.quats,
+            "opacity_logits": store.opacity_logits, "sh_dc": store.sh[:, :1], "sh_rest": store.sh[:, 1:]}
+
+
+def pick_device(backend: str) -> torch.device:
+    if backend in ("cuda", "gsplat") or (backend == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise SplatError(f"backend '{backend}' needs a CUDA GPU and none is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Trains a GaussianStore on a dataset. Build with ``Trainer.start`` or ``Trainer.resume``."""
+
+    def __init__(self, config: TrainConfig, run: Path, dataset: Dataset):
+        self.config, self.run, self.dataset = config.validate(), Path(run), dataset
+        self.device = pick_device(config.backend)
+        self.scene_scale = scene_scale(dataset)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.order, self.order_pos = torch.zeros(0, dtype=torch.int64), 0
+        self.images: dict[int, tuple] = {}
+        self.elapsed = 0.0
+        self.strategy = self._make_strategy()
+        self.adam: Adam | None = None
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: TrainConfig, run: str | Path) -> "Trainer":
+        """A new run in folder ``run`` (created; it must not hold a run already)."""
+        run = Path(run)
+        if (run / "config.json").exists() or list_checkpoints(run):
+            raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
+        dataset = load_dataset(config.validate().data, config.downscale)
+        if not dataset.train:
+            raise SplatError(f"{config.data}: no training views")
+        trainer = cls(config, run, dataset)
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=1))
+        save_cameras_json(dataset.cameras, run / "cameras.json")
+        trainer._init_gaussians()
+        return trainer
+
+    @classmethod
+    def resume(cls, run: str | Path, steps: int | None = None) -> "Trainer":
+        """Continue a run from its newest checkpoint (optionally to a new total ``steps``)."""
+        run = Path(run)
+        cfg_path = run / "config.json"
+        if not cfg_path.is_file():
+            raise SplatError(f"{run}: not a training run (no config.json)")
+        try:
+            config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise SplatError(f"{cfg_path}: unreadable ({e})") from None
+        if steps is not None:
+            config.steps = steps
+            config.validate()
+            write_text_atomic(cfg_path, json.dumps(config.to_dict(), indent=1))
+        state = load_checkpoint(latest_checkpoint(run))
+        trainer = cls(config, run, load_dataset(config.data, config.downscale))
+        trainer.load_state(state)
+        trainer._truncate_log()
+        return trainer
+
+    def _make_strategy(self):
+        c = self.config
+        kw = {k: getattr(c, k) for k in ("refine_start", "refine_stop", "refine_every") if getattr(c, k) is not None}
+        if c.strategy == "mcmc":
+            return MCMCStrategy(self.generator, self.scene_scale, cap=c.cap, **kw)
+        if c.reset_every is not None:
+            kw["reset_every"] = c.reset_every
+        return ADCStrategy(self.generator, self.scene_scale, cap=c.cap, grad_threshold=c.grow_grad2d,
+                           absgrad=c.absgrad, **kw)
+
+    def _init_gaussians(self) -> None:
+        c = self.config
+        opacity, scale = STRATEGY_DEFAULTS[c.strategy]
+        count = min(c.init_count, c.cap)  # the cap holds from step 0
+        pts, cols = initial_points(self.dataset, count, c.init_extent * self.scene_scale, self.generator)
+        n_sky = min(int(c.sky_fraction * count), c.cap - len(pts))
+        if n_sky > 0:
+            sky, sky_cols = sky_points(self.dataset, n_sky, c.sky_radius * self.scene_scale, self.generator)
+            pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
+        store = initial_store(pts, cols, c.sh_degree,
+                              opacity=c.init_opacity if c.init_opacity is not None else opacity,
+                              scale_factor=c.init_scale if c.init_scale is not None else scale)
+        params = {k: v.to(self.device) for k, v in params_from_store(store).items()}
+        self.adam = Adam(params, self._learning_rates(0))
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "step": self.step, "adam": self.adam.state_dict(), "strategy": self.strategy.state_dict(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "order": self.order.clone(), "order_pos": self.order_pos, "elapsed": self.elapsed,
+            "config": self.config.to_dict(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        try:
+            self.step = int(state["step"])
+            adam_state = state["adam"]
+            adam_state["params"] = {k: v.to(self.device) for k, v in adam_state["params"].items()}
+            adam_state["exp_avg"] = {k: v.to(self.device) for k, v in adam_state["exp_avg"].items()}
+            adam_state["exp_avg_sq"] = {k: v.to(self.device) for k, v in adam_state["exp_avg_sq"].items()}
+            self.adam = Adam.from_state_dict(adam_state)
+            self.strategy.load_state_dict(state["strategy"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            self.order, self.order_pos = state["order"], int(state["order_pos"])
+            self.elapsed = float(state.get("elapsed", 0.0))
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise SplatError(f"{self.run}: checkpoint is incomplete or damaged ({type(e).__name__}: {e})") from None
+
+    def dataset_summary(self) -> str:
+        cam = self.dataset.cameras[self.dataset.train[0]]
+        return f"{len(self.dataset.train)} training views of {cam.width}x{cam.height}, {len(self.adam)} initial Gaussians"
+
+    def store(self) -> GaussianStore:
+        """The current Gaussians (detached, on the CPU)."""
+        return store_from_params({k: v.detach() for k, v in self.adam.params.items()}).to("cpu")
+
+    # -- one step -----------------------------------------------------------------------------------
+    def _learning_rates(self, step: int) -> dict:
+        c = self.config
+        lrs = dict(c.lr)
+        t = min(step / max(c.steps - 1, 1), 1.0)
+        lrs["means"] = c.lr["means"] * self.scene_scale * c.means_lr_final ** t
+        return lrs
+
+    def _next_view(self) -> int:
+        if self.order_pos >= len(self.order):
+            self.order = torch.randperm(len(self.dataset.train), generator=self.generator)
+            self.order_pos = 0
+        i = self.dataset.train[int(self.order[self.order_pos])]
+        self.order_pos += 1
+        return i
+
+    def _view(self, i: int):
+        """(rgb [H, W, 3], alpha [H, W, 1] or None, mask [H, W] or None) of view i, on the device."""
+        if i not in self.images:
+            rgba = torch.from_numpy(self.dataset.image_rgba(i).copy())
+            rgb = rgba[..., :3].to(self.device)
+            alpha = rgba[..., 3:4].to(self.device) if rgba.shape[-1] == 4 else None
+            mask = None
+            masks = self.dataset.extras.get("mask")
+            if masks:
+                m = load_image(masks[i])
+                m = downscale_image(m if m.ndim == 3 else m[..., None], self.dataset.downscale)[..., 0]
+                mask = (torch.from_numpy(m.copy()) > 0.5).float().to(self.device)
+            self.images[i] = (rgb, alpha, mask)
+        return self.images[i]
+
+    def _background(self) -> torch.Tensor:
+        if self.config.background == "random":
+            return torch.rand(3, generator=self.generator).to(self.device)
+        return torch.tensor([float(v) for v in self.config.background], device=self.device)
+
+    def train_step(self) -> dict:
+        """One optimisation step. Returns its metrics."""
+        c = self.config
+        step = self.step
+        self.adam.lrs = self._learning_rates(step)
+        i = self._next_view()
+        rgb, alpha, mask = self._view(i)
+        bg = self._background()
+        target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
+        sh_degree = min(step // c.sh_interval, c.sh_degree)
+        store = store_from_params(self.adam.params, sh_degree)
+        result = rasterize(store, self.dataset.cameras[i], backend=c.backend, sh_degree=sh_degree, background=bg,
+                           mode=c.mode, contributions=False)
+        image = result.color[0]
+        photo = photometric_loss(image, target, mask, c.ssim_weight)
+        loss = photo + self.strategy.regularizer(self.adam)
+        if alpha is not None and c.alpha_weight > 0:
+            loss = loss + c.alpha_weight * l1(result.alpha[0], alpha)
+        if not torch.isfinite(loss):
+            self._diverged(f"the loss is {float(loss)}")
+        loss.backward()
+        self.strategy.after_backward(self.adam, result, step)
+        self.adam.step()
+        self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
+        for name, p in self.adam.params.items():
+            if not torch.isfinite(p).all():
+                self._diverged(f"parameter '{name}' has non-finite values")
+        self.step += 1
+        with torch.no_grad():
+            mse = float(((image.detach() - target) ** 2).mean())
+        return {"step": self.step, "loss": float(loss.detach()), "psnr": -10 * math.log10(max(mse, 1e-12)),
+                "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
+
+    def _diverged(self, what: str) -> None:
+        found = list_checkpoints(self.run)
+        keep = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+        raise SplatError(f"training stopped at step {self.step + 1}: {what}; {keep}")
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _truncate_log(self) -> None:
+        """Drop log lines past the checkpoint being resumed, so the log reads as one run."""
+        path = self.run / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.run, self.step, self.state(), self.config.keep_checkpoints)
+
+    def train(self, stop_after: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
+        """Run to ``config.steps`` (or ``stop_after`` steps in total, for tests that stop a run).
+
+        Writes checkpoints every ``checkpoint_every`` steps and at the end, then the PLY.
+        Returns the last metrics.
+        """
+        c = self.config
+        end = c.steps if stop_after is None else min(stop_after, c.steps)
+        metrics = {"step": self.step}
+        log = open(self.run / "metrics.jsonl", "a")
+        try:
+            t_last = time.perf_counter()
+            while self.step < end:
+                metrics = self.train_step()
+                now = time.perf_counter()
+                self.elapsed += now - t_last
+                t_last = now
+                metrics["elapsed"] = self.elapsed
+                if self.step % c.log_every == 0 or self.step == end:
+                    log.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}) + "\n")
+                    log.flush()
+                if progress:
+                    progress(metrics)
+                if self.step % c.checkpoint_every == 0 and self.step != end:
+                    self.save_checkpoint()
+        finally:
+            log.close()
+        if not list_checkpoints(self.run) or latest_checkpoint(self.run).name != f"step_{self.step:07d}.pt":
+            self.save_checkpoint()
+        if self.step >= c.steps:
+            save_ply(self.store(), self.run / "scene.ply")
+        return metrics

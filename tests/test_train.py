@@ -1,0 +1,213 @@
+"""The trainer: losses, Adam row edits, MCMC relocation, ADC growth, exact resume, end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from splat.errors import SplatError
+from splat.render import rasterize
+from splat.store import GaussianStore
+from splat.train import TrainConfig, Trainer, evaluate
+from splat.train.adam import Adam
+from splat.train.adc import ADCStrategy
+from splat.train.checkpoint import list_checkpoints
+from splat.train.init import knn_mean_distance
+from splat.train.losses import _gaussian_window, psnr, ssim, ssim_map
+from splat.train.mcmc import MCMCStrategy, relocation_params
+from conftest import front_camera
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    """The default recipe at 64x64, 16 views (every 8th held out)."""
+    from splat.scenes import generate
+
+    return generate("default", tmp_path_factory.mktemp("scene") / "default64", size=64, views=16, points=3000)
+
+
+def _params(n: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"means": torch.randn(n, 3, generator=g), "log_scales": torch.randn(n, 3, generator=g) - 3,
+            "quats": torch.randn(n, 4, generator=g), "opacity_logits": torch.randn(n, generator=g),
+            "sh_dc": torch.randn(n, 1, 3, generator=g), "sh_rest": torch.zeros(n, 15, 3)}
+
+
+# -- losses -------------------------------------------------------------------------------------------
+def test_ssim_matches_a_direct_2d_window():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(37, 29, 3, generator=g), torch.rand(37, 29, 3, generator=g)
+    w1 = _gaussian_window(11, 1.5, torch.float64)
+    win = (w1[:, None] * w1[None]).expand(3, 1, 11, 11)
+    A, B = (t.double().permute(2, 0, 1)[None] for t in (a, b))
+    mu = lambda x: F.conv2d(x, win, padding=5, groups=3)  # noqa: E731
+    ma, mb = mu(A), mu(B)
+    va, vb, cov = mu(A * A) - ma**2, mu(B * B) - mb**2, mu(A * B) - ma * mb
+    ref = ((2 * ma * mb + 1e-4) * (2 * cov + 9e-4)) / ((ma**2 + mb**2 + 1e-4) * (va + vb + 9e-4))
+    assert torch.allclose(ssim_map(a, b).double(), ref[0].mean(0), atol=2e-6)
+    assert float(ssim(a, a)) == pytest.approx(1.0, abs=1e-6)
+    assert psnr(a, a) == math.inf and psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-4)
+
+
+# -- Adam row edits ------------------------------------------------------------------------------------
+def test_adam_rows_stay_aligned():
+    adam = Adam(_params(6), {k: 0.1 for k in _params(1)})
+    for p in adam.params.values():
+        p.grad = torch.ones_like(p)
+    adam.step()
+    assert all(float(m.abs().sum()) > 0 for k, m in adam.exp_avg.items() if k != "sh_rest")
+    means_before = adam.params["means"].detach().clone()
+    adam.keep(torch.tensor([True, False, True, True, False, True]))
+    assert torch.equal(adam.params["means"], means_before[[0, 2, 3, 5]])
+    adam.append({k: v[:2] for k, v in _params(2, seed=1).items()})
+    assert len(adam) == 6 and all(v.shape[0] == 6 for d in (adam.params, adam.exp_avg, adam.exp_avg_sq) for v in d.values())
+    assert float(adam.exp_avg["means"][4:].abs().sum()) == 0 and float(adam.exp_avg["means"][:4].abs().sum()) > 0
+    adam.overwrite(torch.tensor([1]), {"opacity_logits": torch.tensor([3.0])})
+    assert float(adam.params["opacity_logits"][1].detach()) == 3.0 and float(adam.exp_avg_sq["quats"][1].abs().sum()) == 0
+    assert all(p.is_leaf and p.requires_grad for p in adam.params.values())
+
+
+# -- MCMC -----------------------------------------------------------------------------------------------
+def test_relocation_formula_hand_computed():
+    o = torch.tensor([0.5, 0.5, 0.9])
+    s = torch.ones(3, 3)
+    o_new, s_new = relocation_params(o, s, torch.tensor([1, 2, 3]))
+    # N = 1: unchanged. N = 2, o = 0.5: o' = 1 - sqrt(0.5) = 0.2928932;
+    # denom = o' + (o' - o'^2 / sqrt 2) = 0.5251263, s' = 0.5 / denom = 0.9521520.
+    # N = 3, o = 0.9: o' = 1 - 0.1^(1/3) = 0.5358411; denom = (o') + (o' - o'^2 / sqrt 2)
+    # + (o' - 2 o'^2 / sqrt 2 + o'^3 / sqrt 3) = 1.0872653, s' = 0.9 / denom = 0.8277649.
+    assert o_new.tolist() == pytest.approx([0.5, 0.2928932, 0.5358411], abs=1e-6)
+    assert s_new[:, 0].tolist() == pytest.approx([1.0, 0.9521520, 0.8277649], abs=1e-6)
+
+
+def test_copies_composite_to_the_old_opacity():
+    cam = front_camera(33, 33)  # the Gaussians' centre falls on the centre of pixel (16, 16)
+    base = GaussianStore.from_activated(torch.zeros(1, 3), torch.full((1, 3), 0.3), torch.tensor([[1.0, 0, 0, 0]]),
+                                        torch.tensor([0.6]), torch.tensor([[0.2, 0.5, 0.9]]))
+    alpha_one = rasterize(base, cam, backend="torch").alpha[0, 16, 16, 0]
+    for n in (2, 4, 7):
+        o_new, s_new = relocation_params(torch.tensor([0.6]), torch.full((1, 3), 0.3), torch.tensor([n]))
+        copies = GaussianStore.from_activated(torch.zeros(n, 3), s_new.expand(n, 3), torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4),
+                                              o_new.expand(n), torch.tensor([[0.2, 0.5, 0.9]]).expand(n, 3))
+        alpha_n = rasterize(copies, cam, backend="torch").alpha[0, 16, 16, 0]
+        assert float(alpha_n) == pytest.approx(float(alpha_one), abs=1e-5)
+    assert float(alpha_one) == pytest.approx(0.6, abs=1e-5)
+
+
+def test_mcmc_relocates_dead_and_respects_the_cap():
+    p = _params(200)
+    p["opacity_logits"][:50] = -10.0  # dead
+    adam = Adam(p, {k: 0.01 for k in p})
+    g = torch.Generator().manual_seed(0)
+    strat = MCMCStrategy(g, 1.0, cap=230, refine_start=0, refine_every=1)
+    assert strat.relocate(adam) == 50
+    assert float(torch.sigmoid(adam.params["opacity_logits"]).min()) > 0.005
+    for _ in range(10):
+        strat.add(adam)
+        assert len(adam) <= 230
+    assert len(adam) == 230
+    strat.inject_noise(adam, 1e-3)
+    assert torch.isfinite(adam.params["means"]).all()
+
+
+# -- ADC ------------------------------------------------------------------------------------------------
+def test_adc_grows_where_gradients_are_high():
+    p = _params(100)
+    p["opacity_logits"][:] = 2.0
+    p["log_scales"][:50] = math.log(1e-3)  # small: cloned
+    p["log_scales"][50:] = math.log(0.2)  # large: split
+    adam = Adam(p, {k: 0.01 for k in p})
+    strat = ADCStrategy(torch.Generator().manual_seed(0), 1.0, refine_start=0, refine_every=1, reset_every=10**6)
+    strat._reset_stats(100, "cpu")
+    strat.grad_sum[[3, 4, 60, 61, 62]] = 1.0  # high
+    strat.seen[:] = 1
+    before = adam.params["means"].detach().clone()
+    strat.densify_and_prune(adam, step=1)
+    assert strat.last == {"cloned": 2, "split": 3, "pruned": 0}
+    assert len(adam) == 100 + 2 + 3
+    means = adam.params["means"].detach()
+    # the untouched rows are still there; the split ones moved to samples around their parents
+    assert torch.equal(means[:60], before[:60])
+    assert not any(torch.equal(m, before[60]) for m in means)
+    children = means[-6:]
+    assert (children - before[[60, 61, 62, 60, 61, 62]]).norm(dim=1).max() < 2.0
+
+
+def test_knn_distance_exact_and_approximate():
+    pts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3], [10, 10, 10]])
+    d = knn_mean_distance(pts, 3)
+    assert d[0].item() == pytest.approx(2.0)
+    g = torch.Generator().manual_seed(0)
+    cloud = torch.rand(3000, 3, generator=g)
+    exact, approx = knn_mean_distance(cloud), knn_mean_distance(cloud, exact_below=10)
+    assert (approx >= exact - 1e-6).all() and float((approx / exact).mean()) < 1.3
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+def _config(scene, **kw) -> TrainConfig:
+    base = dict(data=str(scene), steps=24, backend="cpu", cap=4000, sh_interval=8, refine_start=2, refine_every=5,
+                checkpoint_every=12, log_every=4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("strategy", ["mcmc", "adc"])
+def test_resume_is_exact(tiny_scene, tmp_path, strategy):
+    extra = {"reset_every": 10} if strategy == "adc" else {}
+    one = Trainer.start(_config(tiny_scene, strategy=strategy, **extra), tmp_path / "one")
+    one.train()
+    two = Trainer.start(_config(tiny_scene, strategy=strategy, **extra), tmp_path / "two")
+    two.train(stop_after=12)
+    assert [p.name for p in list_checkpoints(tmp_path / "two")] == ["step_0000012.pt"]
+    del two
+    two = Trainer.resume(tmp_path / "two")
+    assert two.step == 12
+    two.train()
+    for k in one.adam.params:
+        assert torch.equal(one.adam.params[k], two.adam.params[k]), k
+        assert torch.equal(one.adam.exp_avg_sq[k], two.adam.exp_avg_sq[k]), k
+    log = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in log] == list(range(4, 25, 4))
+    assert (tmp_path / "two" / "scene.ply").is_file()
+
+
+def test_nan_stops_with_one_line_and_keeps_the_checkpoint(tiny_scene, tmp_path):
+    t = Trainer.start(_config(tiny_scene, steps=20), tmp_path / "run")
+    t.train(stop_after=12)
+    ckpt = list_checkpoints(tmp_path / "run")[-1]
+    data = ckpt.read_bytes()
+    with torch.no_grad():
+        t.adam.params["means"][0, 0] = float("nan")
+    with pytest.raises(SplatError, match=r"training stopped at step 13: .* last good checkpoint is .*step_0000012\.pt"):
+        t.train()
+    assert ckpt.read_bytes() == data
+
+
+def test_short_training_clears_a_psnr(tiny_scene, tmp_path):
+    """A few hundred steps on the 64x64 scene: held-out PSNR above 20 dB (measured ~XX dB)."""
+    cfg = _config(tiny_scene, steps=300, cap=6000, refine_start=50, refine_every=25, sh_interval=100,
+                  checkpoint_every=1000)
+    t = Trainer.start(cfg, tmp_path / "run")
+    t.train()
+    result = evaluate(tmp_path / "run")
+    assert result["test_views"] == 2
+    assert result["psnr"] > 20.0, result["psnr"]
+    saved = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert saved["psnr"] == pytest.approx(result["psnr"]) and saved["lpips"] is None
+    assert (tmp_path / "run" / "eval" / "0008_render.png").is_file() and (tmp_path / "run" / "eval" / "0008_gt.png").is_file()
+
+
+def test_config_errors(tiny_scene, tmp_path):
+    with pytest.raises(SplatError, match="strategy 'foo' is unknown"):
+        Trainer.start(_config(tiny_scene, strategy="foo"), tmp_path / "a")
+    with pytest.raises(SplatError, match="steps 0 must be a positive integer"):
+        Trainer.start(_config(tiny_scene, steps=0), tmp_path / "b")
+    Trainer.start(_config(tiny_scene), tmp_path / "c")
+    with pytest.raises(SplatError, match="already holds a run"):
+        Trainer.start(_config(tiny_scene), tmp_path / "c")
