@@ -162,11 +162,13 @@ class _Scene:
         self.light = L / np.linalg.norm(L)
         self.ambient = float(light.get("ambient", 0.35))
 
-    def surface_color(self, k: int, points: np.ndarray, normals: np.ndarray, view_dirs: np.ndarray) -> np.ndarray:
-        """Shaded colour [M, 3] of object k at world points with normals (turned towards the viewer)."""
+    def surface_color(self, k: int, points: np.ndarray, normals: np.ndarray, view_dirs: np.ndarray,
+                      footprint: np.ndarray | None = None) -> np.ndarray:
+        """Shaded colour [M, 3] of object k at world points with normals (turned towards the viewer);
+        ``footprint`` [M] is the world size of a pixel there (the texture's band limit)."""
         obj = self.recipe["objects"][k]
         local = (points - np.asarray(obj.get("center", [0, 0, 0]))) @ _rotation(obj)  # world -> object frame
-        albedo = texture_color(obj.get("texture", {"kind": "checks"}), local, self.seed + 1000 * k)
+        albedo = texture_color(obj.get("texture", {"kind": "checks"}), local, self.seed + 1000 * k, footprint)
         n = np.where((np.sum(normals * view_dirs, 1) > 0)[:, None], -normals, normals)
         lambert = np.clip(n @ self.light, 0.0, 1.0)
         return albedo * (self.ambient + (1 - self.ambient) * lambert)[:, None]
@@ -211,7 +213,12 @@ class _Scene:
                 normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(min=1e-12)
             else:
                 normals = flat[sel].astype(np.float64)
-            image[sel] = self.surface_color(k, points, normals, d_world[sel])
+            # a pixel's footprint on the surface: depth / focal, stretched at grazing angles
+            # (geometric mean of the two axes, like isotropic mip-mapping)
+            d = d_world[sel]
+            cos = np.abs(np.sum(normals * d, 1)) / np.linalg.norm(d, axis=1)
+            footprint = t_hit[sel].astype(np.float64) / float(cam.K[0, 0]) / np.sqrt(np.maximum(cos, 0.05))
+            image[sel] = self.surface_color(k, points, normals, d, footprint)
         return image
 
     def render(self, cam: Camera, supersample: int = 2):
