@@ -3,10 +3,22 @@
 // without a GPU (CI does this). No PyTorch header may appear here.
 #include <cuda_runtime.h>
 
+#include "splat/adam.h"
 #include "splat/blend.h"
 #include "splat/gaussian.h"
+#include "splat/ssim.h"
 
 namespace {
+
+template <typename T>
+__global__ void train_math_kernel(int n, T* x) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    T m = x[i], v = x[i] * x[i], v_mx, v_exx, v_exy;
+    x[i] = splat::adam_update(x[i], T(0.1), m, v, T(0.9), T(0.999), T(0.1), T(0.001), T(1e-3), T(1), T(1e-15));
+    splat::ssim_pixel_vjp(x[i], T(0.5), T(0.3), T(0.3), T(0.2), T(1), v_mx, v_exx, v_exy);
+    x[i] += splat::ssim_pixel(x[i], T(0.5), T(0.3), T(0.3), T(0.2)) + v_mx + v_exx + v_exy;
+}
 
 template <typename T>
 __global__ void project_kernel(int n, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh,
@@ -54,10 +66,12 @@ void splat_check_headers_float(int n, const float* a, float* b, cudaStream_t s) 
     splat::CameraParams<float> cam = {};
     project_kernel<float><<<1, 32, 0, s>>>(n, a, a, a, a, a, 16, cam, b, b);
     blend_kernel<float><<<1, 32, 0, s>>>(n, a, b);
+    train_math_kernel<float><<<1, 32, 0, s>>>(n, b);
 }
 
 void splat_check_headers_double(int n, const double* a, double* b, cudaStream_t s) {
     splat::CameraParams<double> cam = {};
     project_kernel<double><<<1, 32, 0, s>>>(n, a, a, a, a, a, 16, cam, b, b);
     blend_kernel<double><<<1, 32, 0, s>>>(n, a, b);
+    train_math_kernel<double><<<1, 32, 0, s>>>(n, b);
 }

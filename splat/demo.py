@@ -15,8 +15,8 @@ from .errors import SplatError
 
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(
-    strategy="mcmc", steps=3000, cap=30_000, sh_degree=3, sh_interval=500,
-    refine_start=100, refine_every=50, checkpoint_every=1000,
+    strategy="mcmc", steps=1500, cap=30_000, sh_degree=3, sh_interval=500, init_scale=1.0,
+    refine_start=100, refine_every=50, checkpoint_every=500,
 )
 
 
@@ -49,6 +49,9 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     summary.update(scene_seconds=round(t_scene, 1), total_seconds=round(time.perf_counter() - t0, 1),
                    ply=str(run / "scene.ply"), eval=str(run / "eval.json"), video=str(video))
     log(json.dumps(summary, indent=1))
-    log("next: splat view " + str(run) + "   |   splat edit crop " + str(run / "scene.ply") +
-        " --sphere 0,0,0,0.5 --out crop.ply   |   splat render " + str(run) + " --path spiral --out spiral.mp4")
+    log("next:\n"
+        f"  splat eval {run}                                  # held-out metrics again\n"
+        f"  splat render {run} --path spiral --out spiral.mp4  # another video\n"
+        f"  splat info {run / 'scene.ply'}                     # what the PLY holds\n"
+        f"  splat train {scene} --out {out / 'run_adc'} --strategy adc --steps 3000  # the classic strategy")
     return summary

@@ -4,6 +4,7 @@
 
 #include "glue/checks.h"
 #include "rasterize_cpu.h"
+#include "train_ops.h"
 
 namespace splat {
 namespace glue {
@@ -214,10 +215,13 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.doc() = "splat CPU rasterizer (OpenMP)";
+    m.doc() = "splat CPU rasterizer and training ops (OpenMP)";
     m.def("set_poison", [](bool on) { splat::glue::g_poison = on; });
     m.def("project_fwd", &project_fwd);
     m.def("project_bwd", &project_bwd);
     m.def("rasterize_fwd", &rasterize_fwd);
     m.def("rasterize_bwd", &rasterize_bwd);
+    m.def("ssim_fwd", &splat::train_ops::ssim_fwd);
+    m.def("ssim_bwd", &splat::train_ops::ssim_bwd);
+    m.def("adam_step", &splat::train_ops::adam_step);
 }

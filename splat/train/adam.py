@@ -24,13 +24,14 @@ class Adam:
     """
 
     def __init__(self, params: Dict[str, torch.Tensor], lrs: Dict[str, float], eps: float = 1e-15,
-                 betas: tuple[float, float] = (0.9, 0.999)):
-        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+                 betas: tuple[float, float] = (0.9, 0.999), fused=None):
+        self.params = {k: v.detach().clone().contiguous().requires_grad_(True) for k, v in params.items()}
         self.lrs = dict(lrs)
         self.eps, self.betas = eps, betas
         self.exp_avg = {k: torch.zeros_like(v) for k, v in self.params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in self.params.items()}
         self.steps = 0
+        self.fused = fused  # the C++ training extension for CPU tensors, or None (torch ops)
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
@@ -46,6 +47,12 @@ class Adam:
             if g is None:  # e.g. the higher SH bands before the degree ramp reaches them
                 continue
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
+            if self.fused is not None and p.device.type == "cpu" and p.numel():
+                from .fused import fused_adam_step
+
+                fused_adam_step(self.fused, p, g, m, v, self.lrs[k], self.betas, self.eps, self.steps)
+                p.grad = None
+                continue
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v / bc2).sqrt_().add_(self.eps)
@@ -92,8 +99,8 @@ class Adam:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Adam":
-        opt = cls(state["params"], state["lrs"], state["eps"], tuple(state["betas"]))
+    def from_state_dict(cls, state: dict, fused=None) -> "Adam":
+        opt = cls(state["params"], state["lrs"], state["eps"], tuple(state["betas"]), fused)
         opt.exp_avg = {k: v.clone() for k, v in state["exp_avg"].items()}
         opt.exp_avg_sq = {k: v.clone() for k, v in state["exp_avg_sq"].items()}
         opt.steps = int(state["steps"])

@@ -44,8 +44,15 @@ def _weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor
     return (x * w).sum() / w.sum().clamp_min(1e-8)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean SSIM of two [H, W, 3] images (over ``weight`` [H, W] where given)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None, fused: bool = False) -> torch.Tensor:
+    """Mean SSIM of two [H, W, 3] images (over ``weight`` [H, W] where given).
+
+    ``fused``: use the C++ op for CPU images (same math, one pass; gradient to ``a`` only).
+    """
+    if fused and a.device.type == "cpu":
+        from .fused import fused_ssim_map
+
+        return _weighted_mean(fused_ssim_map(a, b).mean(-1), weight)
     return _weighted_mean(ssim_map(a, b), weight)
 
 
@@ -55,9 +62,9 @@ def l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> 
 
 
 def photometric_loss(render: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                     ssim_weight: float = 0.2) -> torch.Tensor:
-    """The 3DGS loss (1 - w) L1 + w (1 - SSIM) of [H, W, 3] images."""
-    return (1 - ssim_weight) * l1(render, target, weight) + ssim_weight * (1 - ssim(render, target, weight))
+                     ssim_weight: float = 0.2, fused: bool = False) -> torch.Tensor:
+    """The 3DGS loss (1 - w) L1 + w (1 - SSIM) of [H, W, 3] images (``fused``: see ``ssim``)."""
+    return (1 - ssim_weight) * l1(render, target, weight) + ssim_weight * (1 - ssim(render, target, weight, fused))
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | None = None) -> float:

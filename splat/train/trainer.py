@@ -84,6 +84,12 @@ class Trainer:
         self.elapsed = 0.0
         self.strategy = self._make_strategy()
         self.adam: Adam | None = None
+        # fused C++ SSIM and Adam for CPU training (the torch versions are the reference)
+        self.fused = None
+        if self.device.type == "cpu":
+            from .fused import train_extension
+
+            self.fused = train_extension()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -146,7 +152,7 @@ class Trainer:
                               opacity=c.init_opacity if c.init_opacity is not None else opacity,
                               scale_factor=c.init_scale if c.init_scale is not None else scale)
         params = {k: v.to(self.device) for k, v in params_from_store(store).items()}
-        self.adam = Adam(params, self._learning_rates(0))
+        self.adam = Adam(params, self._learning_rates(0), fused=self.fused)
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -164,7 +170,7 @@ class Trainer:
             adam_state["params"] = {k: v.to(self.device) for k, v in adam_state["params"].items()}
             adam_state["exp_avg"] = {k: v.to(self.device) for k, v in adam_state["exp_avg"].items()}
             adam_state["exp_avg_sq"] = {k: v.to(self.device) for k, v in adam_state["exp_avg_sq"].items()}
-            self.adam = Adam.from_state_dict(adam_state)
+            self.adam = Adam.from_state_dict(adam_state, fused=self.fused)
             self.strategy.load_state_dict(state["strategy"])
             self.generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
@@ -231,29 +237,35 @@ class Trainer:
         result = rasterize(store, self.dataset.cameras[i], backend=c.backend, sh_degree=sh_degree, background=bg,
                            mode=c.mode, contributions=False)
         image = result.color[0]
-        photo = photometric_loss(image, target, mask, c.ssim_weight)
+        photo = photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None)
         loss = photo + self.strategy.regularizer(self.adam)
         if alpha is not None and c.alpha_weight > 0:
             loss = loss + c.alpha_weight * l1(result.alpha[0], alpha)
         if not torch.isfinite(loss):
-            self._diverged(f"the loss is {float(loss)}")
+            self._diverged(f"the loss is {float(loss)}", self.step + 1)
         loss.backward()
         self.strategy.after_backward(self.adam, result, step)
         self.adam.step()
         self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
-        for name, p in self.adam.params.items():
-            if not torch.isfinite(p).all():
-                self._diverged(f"parameter '{name}' has non-finite values")
         self.step += 1
+        if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
+            self.check_finite()  # a bad value also reaches the loss within a step or two
+
         with torch.no_grad():
             mse = float(((image.detach() - target) ** 2).mean())
         return {"step": self.step, "loss": float(loss.detach()), "psnr": -10 * math.log10(max(mse, 1e-12)),
                 "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
 
-    def _diverged(self, what: str) -> None:
+    def check_finite(self) -> None:
+        """Stop with a one-line error if any parameter holds NaN or Inf."""
+        for name, p in self.adam.params.items():
+            if not torch.isfinite(p).all():
+                self._diverged(f"parameter '{name}' has non-finite values", self.step)
+
+    def _diverged(self, what: str, step: int) -> None:
         found = list_checkpoints(self.run)
         keep = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
-        raise SplatError(f"training stopped at step {self.step + 1}: {what}; {keep}")
+        raise SplatError(f"training stopped at step {step}: {what}; {keep}")
 
     # -- the loop -----------------------------------------------------------------------------------
     def _truncate_log(self) -> None:

@@ -1,0 +1,20 @@
+// CPU training ops over the shared math (splat/ssim.h, splat/adam.h): fused SSIM and Adam.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <vector>
+
+namespace splat {
+namespace train_ops {
+
+// (ssim map [H, W, 3], moments [H, W, 15]) of two [H, W, 3] images.
+std::vector<torch::Tensor> ssim_fwd(torch::Tensor a, torch::Tensor b);
+// dL/da [H, W, 3] from dL/dmap [H, W, 3].
+torch::Tensor ssim_bwd(torch::Tensor a, torch::Tensor b, torch::Tensor moments, torch::Tensor v_map);
+// One in-place Adam update of p and its moments m, v (step counts from 1).
+void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor v, double lr, double beta1, double beta2,
+               double eps, int64_t step);
+
+}  // namespace train_ops
+}  // namespace splat
