@@ -191,14 +191,18 @@ def eval_(
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Output folder (scene/ and run/ inside)."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule, 1500)."),
+    size: int = typer.Option(200, help="Scene image size in pixels."),
+    views: int = typer.Option(56, help="Scene views (every 8th held out)."),
 ):
     """The main job: generate the default scene, train it, evaluate, write the PLY and an orbit video."""
     from .demo import run_demo
 
     if steps is not None and steps < 1:
         raise SplatError(f"--steps {steps} must be positive")
-    run_demo(out, backend=backend, steps=steps, log=typer.echo)
+    if not 16 <= size <= 4096 or not 2 <= views <= 10000:
+        raise SplatError("--size must be in 16..4096 and --views in 2..10000")
+    run_demo(out, backend=backend, steps=steps, size=size, views=views, log=typer.echo)
 
 
 scene_app = typer.Typer(no_args_is_help=True, help="Synthetic scenes with exact ground truth.")

@@ -21,7 +21,7 @@ DEMO_CONFIG = dict(
 
 
 def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = None, size: int = 200,
-             log=print) -> dict:
+             views: int = 56, log=print) -> dict:
     """Run the demo into ``out_dir`` (``scene/`` dataset, ``run/`` training run). Returns a summary."""
     from .render.paths import camera_path
     from .render.video import render_video
@@ -35,8 +35,8 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     t0 = time.perf_counter()
     if not (scene / "transforms.json").is_file():
-        log(f"generating the default scene ({size}x{size}) in {scene} ...")
-        generate("default", scene, size=size)
+        log(f"generating the default scene ({views} views of {size}x{size}) in {scene} ...")
+        generate("default", scene, size=size, views=views)
     t_scene = time.perf_counter() - t0
     config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
     if steps is not None:

@@ -79,9 +79,60 @@ def test_user_errors_are_one_line(capsys, scene, tmp_path, args, message):
 
 
 def test_demo_runs_small(capsys, tmp_path):
-    code, out, err = run(capsys, "demo", "--out", tmp_path / "d", "--views", 2, "--size", 48)
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "d", "--size", 48, "--views", 10, "--steps", 40,
+                         "--backend", "cpu")
     assert code == 0, err
-    for name in ("scene.ply", "cameras.json", "view_00.png", "view_01.png", "orbit.png"):
-        assert (tmp_path / "d" / name).exists(), name
-    img = load_image(tmp_path / "d" / "view_00.png")
-    assert img.std() > 0.05  # not a blank frame
+    run_dir = tmp_path / "d" / "run"
+    for name in ("scene.ply", "eval.json", "orbit.mp4", "metrics.jsonl", "cameras.json", "config.json"):
+        assert (run_dir / name).exists(), name
+    assert json.loads((run_dir / "eval.json").read_text())["test_views"] == 2
+    assert "splat render" in out  # the next commands to try
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "d")
+    assert code == 1 and "already holds a run" in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from splat.scenes import generate
+
+    return generate("object", tmp_path_factory.mktemp("data") / "obj", size=48, views=10, points=800)
+
+
+def test_train_eval_render(capsys, tmp_path, tiny_dataset):
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", tiny_dataset, "--out", run_dir, "--steps", 20, "--backend", "cpu",
+                         "--checkpoint-every", 10)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["steps"] == 20 and summary["test_views"] == 2 and "psnr" in summary
+    assert "step 20/20" in err  # the progress line
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert {"step", "loss", "psnr", "gaussians"} <= set(json.loads(lines[-1]))
+    code, out, err = run(capsys, "eval", run_dir)
+    assert code == 0 and json.loads(out)["test_views"] == 2
+    code, out, err = run(capsys, "train", "--resume", run_dir, "--steps", 30)
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 30
+    for path, name in (("orbit", "o.mp4"), ("spiral", "s.gif"), ("dataset", "d.mp4")):
+        code, out, err = run(capsys, "render", run_dir, "--path", path, "--frames", 4, "--out", tmp_path / name)
+        assert code == 0, err
+        assert (tmp_path / name).stat().st_size > 0
+    code, out, err = run(capsys, "render", run_dir, "--out", tmp_path / "one.png", "--index", 3)
+    assert code == 0 and load_image(tmp_path / "one.png").shape == (48, 48, 3)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("train",), "train needs DATA and --out"),
+    (("train", "nowhere", "--out", "r"), "nowhere does not exist"),
+    (("train", "--resume", "nowhere"), "not a training run"),
+    (("eval", "nowhere"), "not a training run"),
+    (("render", "nowhere", "--out", "v.mp4"), "no such file or folder"),
+])
+def test_train_errors(capsys, tmp_path, args, message):
+    code, out, err = run(capsys, *args)
+    assert code != 0 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_train_bad_strategy(capsys, tmp_path, tiny_dataset):
+    code, out, err = run(capsys, "train", tiny_dataset, "--out", tmp_path / "r", "--strategy", "foo")
+    assert code == 1 and "strategy 'foo' is unknown" in err and err.count("\n") == 1

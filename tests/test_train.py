@@ -246,3 +246,34 @@ def test_fused_adam_matches_torch():
     for k in p:
         assert torch.allclose(ref.params[k], fused.params[k], rtol=1e-5, atol=1e-6), k
         assert torch.allclose(ref.exp_avg_sq[k], fused.exp_avg_sq[k], rtol=1e-5, atol=1e-9), k
+
+
+def test_points_alpha_and_masks(tiny_scene, tmp_path):
+    """The generator's points3d.ply arrives as the dataset's points; RGBA images and mask files
+    train (alpha supervision, loss inside the mask)."""
+    import shutil
+
+    import numpy as np
+
+    from splat.data.loaders import load_dataset
+    from splat.io.images import load_image, save_image
+
+    d = load_dataset(tiny_scene)
+    assert d.points is not None and d.points.shape == (3000, 3) and d.point_colors.shape == (3000, 3)
+    rgba = tmp_path / "rgba"
+    shutil.copytree(tiny_scene, rgba)
+    meta = json.loads((rgba / "transforms.json").read_text())
+    for frame in meta["frames"]:
+        inst = load_image(rgba / frame["instance_file_path"])
+        img = load_image(rgba / frame["file_path"])
+        fg = (inst[..., :1] > 0).astype(np.float32)
+        save_image(np.concatenate([img, fg], -1), rgba / frame["file_path"])
+        save_image(np.repeat(fg, 3, -1), rgba / (frame["file_path"] + ".mask.png"))
+        frame["mask_path"] = frame["file_path"] + ".mask.png"
+    (rgba / "transforms.json").write_text(json.dumps(meta))
+    t = Trainer.start(_config(rgba, steps=6, checkpoint_every=100), tmp_path / "run")
+    assert t.dataset.mask(0) is not None and "mask" in t.dataset.extras
+    rgb, alpha, mask = t._view(t.dataset.train[0])
+    assert alpha.shape == (64, 64, 1) and mask.shape == (64, 64) and 0 < float(mask.mean()) < 1
+    metrics = t.train()
+    assert math.isfinite(metrics["loss"])

@@ -18,8 +18,10 @@ def _format(metrics: dict, steps: int, rate: float) -> str:
             f"psnr {metrics['psnr']:.2f}  gaussians {metrics['gaussians']}  {rate:.1f} it/s  eta {eta}")
 
 
-def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=sys.stderr) -> dict:
-    """Train to the end with a one-line progress bar, then evaluate. Returns a summary dict."""
+def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None) -> dict:
+    """Train to the end with a one-line progress bar (on ``stream``, default stderr), then evaluate.
+    Returns a summary dict."""
+    stream = stream or sys.stderr
     steps, start = trainer.config.steps, trainer.step
     t0 = time.perf_counter()
     last = [0.0]
