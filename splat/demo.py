@@ -15,9 +15,32 @@ from .errors import SplatError
 
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(
-    strategy="mcmc", steps=1500, cap=30_000, sh_degree=3, sh_interval=500, init_scale=1.0,
+    strategy="mcmc", steps=1200, cap=30_000, sh_degree=3, sh_interval=500, init_scale=1.0,
     refine_start=100, refine_every=50, checkpoint_every=500,
 )
+
+
+def _build_in_background(backend: str):
+    """Start building the CPU extension (a first run compiles it) while the scene renders:
+    the compiler leaves a core idle part of the time. Returns the thread, or None."""
+    import threading
+
+    import torch
+
+    if backend not in ("auto", "cpu") or (backend == "auto" and torch.cuda.is_available()):
+        return None
+
+    def build() -> None:
+        from .render.cpu_backend import load_cpu_extension
+
+        try:
+            load_cpu_extension()
+        except SplatError:
+            pass  # training reports it (or falls back to torch) when it asks for the backend
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    return thread
 
 
 def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = None, size: int = 200,
@@ -34,10 +57,13 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     if run.exists() and any(run.iterdir()):
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     t0 = time.perf_counter()
+    builder = _build_in_background(backend)
     if not (scene / "transforms.json").is_file():
         log(f"generating the default scene ({views} views of {size}x{size}) in {scene} ...")
         generate("default", scene, size=size, views=views)
     t_scene = time.perf_counter() - t0
+    if builder is not None:
+        builder.join()
     config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
     if steps is not None:
         config.steps = steps

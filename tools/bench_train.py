@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--size", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=DEMO_CONFIG["steps"])
+    ap.add_argument("--steps", type=int, default=DEMO_CONFIG["steps"])  # the table in docs used 1500
     ap.add_argument("--cap", type=int, default=DEMO_CONFIG["cap"])
     ap.add_argument("--strategies", default="mcmc,adc")
     ap.add_argument("--backend", default="cpu")
