@@ -18,7 +18,7 @@ __global__ void __launch_bounds__(THREADS)
                           const int32_t* __restrict__ ids, const T* __restrict__ background,
                           const T* __restrict__ trans_final, const T* __restrict__ depth_sum,
                           const int32_t* __restrict__ last_in, const T* __restrict__ v_color,
-                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth, T* v_means2d, T* v_conics,
+                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth, T* v_abs, T* v_means2d, T* v_conics,
                           T* v_opacities, T* v_colors, T* v_depths) {
     __shared__ Batch<T> s;
     __shared__ int s_max_last;
@@ -69,6 +69,7 @@ __global__ void __launch_bounds__(THREADS)
             const bool counts = a > T(0);
             if (!__any_sync(FULL_MASK, counts)) continue;
             T v_mx = 0, v_my = 0, v_ca = 0, v_cb = 0, v_cc = 0, v_o = 0, v_r = 0, v_g = 0, v_b = 0, v_z = 0;
+            T abs_x = 0, abs_y = 0;  // this pixel's |d loss / d mean2d| (absgrad densification)
             if (counts) {
                 T w;
                 T va = blend_step_vjp_s(g0, g1, g2, gd, ga, tf, trans, s0, s1, s2, sd, a, s.r[j], s.g[j], s.b[j],
@@ -79,6 +80,8 @@ __global__ void __launch_bounds__(THREADS)
                 v_z = w * gd;
                 va = alpha_grad_passes(op, G) ? va : T(0);
                 gaussian_alpha_vjp_g(conic, op, G, dx, dy, va, v_ca, v_cb, v_cc, v_mx, v_my, v_o);
+                abs_x = fabs(v_mx);
+                abs_y = fabs(v_my);
             }
             v_mx = warp_sum(v_mx);
             v_my = warp_sum(v_my);
@@ -90,6 +93,14 @@ __global__ void __launch_bounds__(THREADS)
             v_g = warp_sum(v_g);
             v_b = warp_sum(v_b);
             v_z = warp_sum(v_z);
+            if (v_abs != nullptr) {  // uniform: requested for the whole launch
+                abs_x = warp_sum(abs_x);
+                abs_y = warp_sum(abs_y);
+                if ((threadIdx.x & 31) == 0) {
+                    atomicAdd(v_abs + 2 * s.id[j], abs_x);
+                    atomicAdd(v_abs + 2 * s.id[j] + 1, abs_y);
+                }
+            }
             if ((threadIdx.x & 31) == 0) {
                 const int64_t gid = s.id[j];
                 atomicAdd(v_means2d + 2 * gid, v_mx);
@@ -113,21 +124,21 @@ template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                     const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
                     const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
-                    cudaStream_t stream) {
+                    T* v_abs, cudaStream_t stream) {
     (void)N;
     const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
     if (tiles == 0) return;
     blend_backward_kernel<T><<<tiles, THREADS, 0, stream>>>(p, width, height, ranges, ids, background, trans_final,
-                                                            depth_sum, last, v_color, v_alpha, v_depth, v_means2d, v_conics, v_opacities,
+                                                            depth_sum, last, v_color, v_alpha, v_depth, v_abs, v_means2d, v_conics, v_opacities,
                                                             v_colors, v_depths);
 }
 
 template void blend_backward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*,
                                     const int32_t*, const float*, const float*, const float*, const int32_t*, const float*, const float*,
-                                    const float*, float*, float*, float*, float*, float*, cudaStream_t);
+                                    const float*, float*, float*, float*, float*, float*, float*, cudaStream_t);
 template void blend_backward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
                                      const int32_t*, const double*, const double*, const double*, const int32_t*, const double*, const double*,
-                                     const double*, double*, double*, double*, double*, double*, cudaStream_t);
+                                     const double*, double*, double*, double*, double*, double*, double*, cudaStream_t);
 
 }  // namespace gpu
 }  // namespace splat

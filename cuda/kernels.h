@@ -91,12 +91,13 @@ void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int 
 // Back-to-front VJP of blend_forward, from the gradients of its colour, alpha
 // and depth. Adds into v_* ([C, N, ...], zeroed by the caller); gradients are
 // summed over each warp before one atomic per warp. The background's gradient
-// (sum of T * v_color) is the caller's.
+// (sum of T * v_color) is the caller's. v_abs (nullable, [C, N, 2], zeroed): adds each
+// pixel's |d loss / d mean2d| per component (absgrad densification).
 template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                     const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
                     const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d,
-                    T* v_conics, T* v_opacities, T* v_colors, T* v_depths, cudaStream_t stream);
+                    T* v_conics, T* v_opacities, T* v_colors, T* v_depths, T* v_abs, cudaStream_t stream);
 
 // Launch-error check: returns the last launch's error string, or null.
 const char* last_error();

@@ -72,7 +72,7 @@ def render(
     index: int = typer.Option(0, help="Which camera of --camera to use."),
     width: Optional[int] = typer.Option(None, help="Image width (default 512, or the camera's)."),
     height: Optional[int] = typer.Option(None, help="Image height (default 512, or the camera's)."),
-    backend: str = typer.Option("auto", help="auto, torch, cpu or cuda."),
+    backend: str = typer.Option("auto", help="auto, torch, cpu, cuda or gsplat."),
     sh_degree: Optional[int] = typer.Option(None, help="SH degree to use (default: all)."),
     background: str = typer.Option("0,0,0", help="Background colour R,G,B in [0, 1]."),
     mode: str = typer.Option("classic", help="classic or antialiased."),
@@ -145,7 +145,7 @@ def train(
     strategy: str = typer.Option("mcmc", help="mcmc or adc."),
     steps: Optional[int] = typer.Option(None, help="Training steps (default 30000; with --resume: keep the run's)."),
     cap: int = typer.Option(1_000_000, help="Most Gaussians (mcmc grows to it; adc stops growing at it)."),
-    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda, torch or gsplat."),
     downscale: int = typer.Option(1, help="Integer image downscale factor."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its last checkpoint."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -153,7 +153,7 @@ def train(
     init_count: int = typer.Option(100_000, help="Initial Gaussians when the dataset has no points."),
     checkpoint_every: int = typer.Option(1000, help="Steps between checkpoints."),
     background: str = typer.Option("random", help="'random' (a new colour each step) or R,G,B."),
-    absgrad: bool = typer.Option(False, help="adc: densify on absolute gradients."),
+    absgrad: bool = typer.Option(False, help="adc: densify on sums of per-pixel absolute gradients (threshold 8e-4)."),
 ):
     """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json."""
     from .train import TrainConfig, Trainer
@@ -169,7 +169,8 @@ def train(
         bg = background if background == "random" else list(_parse_floats(background, 3, "--background"))
         config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=steps or 30_000, strategy=strategy,
                              cap=cap, backend=backend, seed=seed, sh_degree=sh_degree, init_count=init_count,
-                             checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad)
+                             checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,
+                             grow_grad2d=8e-4 if absgrad else 2e-4)  # absgrad sums are larger (AbsGS, gsplat)
         trainer = Trainer.start(config, out)
     summary = run_with_progress(trainer)
     typer.echo(json.dumps(summary))
@@ -190,7 +191,7 @@ def eval_(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Output folder (scene/ and run/ inside)."),
-    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda, torch or gsplat."),
     steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule, 1200)."),
     size: int = typer.Option(200, help="Scene image size in pixels."),
     views: int = typer.Option(56, help="Scene views (every 8th held out)."),

@@ -136,3 +136,9 @@ def test_train_errors(capsys, tmp_path, args, message):
 def test_train_bad_strategy(capsys, tmp_path, tiny_dataset):
     code, out, err = run(capsys, "train", tiny_dataset, "--out", tmp_path / "r", "--strategy", "foo")
     assert code == 1 and "strategy 'foo' is unknown" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message without a GPU")
+def test_gsplat_backend_without_gpu_is_one_line(capsys, scene, tmp_path):
+    code, out, err = run(capsys, "render", scene, "--out", tmp_path / "x.png", "--backend", "gsplat")
+    assert code == 1 and "gsplat backend needs a CUDA GPU" in err and err.count("\n") == 1

@@ -199,7 +199,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
                                        lists[2].size(0)};
     auto opt = means2d.options();
     auto v_m = out({N, 2}, opt), v_c = out({N, 3}, opt), v_o = out({N}, opt);
-    auto v_col = out({N, 3}, opt), v_d = out({N}, opt);
+    auto v_col = out({N, 3}, opt), v_d = out({N}, opt), v_abs = out({N, 2}, opt);
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
@@ -207,9 +207,9 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
             bins, int(W), int(H), background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(),
             depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(),
             v_alpha.data_ptr<scalar_t>(), v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
-            v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>());
+            v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(), v_abs.data_ptr<scalar_t>());
     });
-    return {v_m, v_c, v_o, v_col, v_d};
+    return {v_m, v_c, v_o, v_col, v_d, v_abs};
 }
 
 }  // namespace

@@ -320,13 +320,14 @@ template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                     const T* extents, const BinsView& bins, int width, int height,
                     const T* background, const T* trans_final, const T* depth_sum, const int32_t* last,
-                    const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths) {
+                    const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
+                    T* v_abs) {
     const int tiles_x = (width + TILE - 1) / TILE;
     const int32_t* offsets = bins.offsets;
     const int32_t* ids = bins.ids;
     const int64_t num_tiles = bins.num_tiles;
     const size_t pairs = size_t(bins.pairs);
-    constexpr int NG = 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1
+    constexpr int NG = 12;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1, |mean2d| 2
     std::vector<T> pair_grad(pairs * NG, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t t = 0; t < num_tiles; ++t) {
@@ -366,6 +367,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
             // per-lane gradient sums, added up in a fixed order at the end
             T l_ca[CHUNK] = {}, l_cb[CHUNK] = {}, l_cc[CHUNK] = {}, l_mx[CHUNK] = {}, l_my[CHUNK] = {};
             T l_o[CHUNK] = {}, l_c0[CHUNK] = {}, l_c1[CHUNK] = {}, l_c2[CHUNK] = {}, l_z[CHUNK] = {};
+            T l_ax[CHUNK] = {}, l_ay[CHUNK] = {};  // sums of each pixel's |d loss / d mean2d| (absgrad)
             const int nseg = collect_chunks(spans, py0, py1, tx0, ty0, tw, seg_p, seg_x, seg_dy);
             // phase 1: falloff and alpha, independent across chunks
             for (int sgi = 0; sgi < nseg; ++sgi)
@@ -400,9 +402,15 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
             }
             // phase 3: alpha -> conic, mean, opacity, independent across chunks
             for (int sgi = 0; sgi < nseg; ++sgi)
-                for (int i = 0; i < CHUNK; ++i)
+                for (int i = 0; i < CHUNK; ++i) {
+                    T px = 0, py = 0;  // this pixel's part of the mean's gradient
                     gaussian_alpha_vjp_g(conic, op, gbuf[sgi][i], seg_x[sgi] + T(i) + T(0.5) - mx, seg_dy[sgi], vbuf[sgi][i],
-                                         l_ca[i], l_cb[i], l_cc[i], l_mx[i], l_my[i], l_o[i]);
+                                         l_ca[i], l_cb[i], l_cc[i], px, py, l_o[i]);
+                    l_mx[i] += px;
+                    l_my[i] += py;
+                    l_ax[i] += px < T(0) ? -px : px;
+                    l_ay[i] += py < T(0) ? -py : py;
+                }
             T* out = &pair_grad[size_t(k) * NG];
             for (int i = 0; i < CHUNK; ++i) {
                 out[0] += l_mx[i]; out[1] += l_my[i];
@@ -410,6 +418,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 out[5] += l_o[i];
                 out[6] += l_c0[i]; out[7] += l_c1[i]; out[8] += l_c2[i];
                 out[9] += l_z[i];
+                out[10] += l_ax[i]; out[11] += l_ay[i];
             }
         }
     }
@@ -418,8 +427,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     std::fill(v_opacities, v_opacities + N, T(0));
     std::fill(v_colors, v_colors + 3 * N, T(0));
     std::fill(v_depths, v_depths + N, T(0));
-    T* outs[5] = {v_means2d, v_conics, v_opacities, v_colors, v_depths};
-    const int widths[6] = {2, 3, 1, 3, 1, 0};
+    std::fill(v_abs, v_abs + 2 * N, T(0));
+    T* outs[6] = {v_means2d, v_conics, v_opacities, v_colors, v_depths, v_abs};
+    const int widths[7] = {2, 3, 1, 3, 1, 2, 0};
     reduce_pairs(bins, pair_grad.data(), outs, widths);
 }
 
@@ -436,7 +446,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                                    int32_t*, T*, T*);                                                                     \
     template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \
                                     const BinsView&, int, int, const T*, const T*, const T*, const int32_t*, const T*,    \
-                                    const T*, const T*, T*, T*, T*, T*, T*);
+                                    const T*, const T*, T*, T*, T*, T*, T*, T*);
 
 SPLAT_INSTANTIATE(float)
 SPLAT_INSTANTIATE(double)

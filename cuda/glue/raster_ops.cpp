@@ -118,7 +118,7 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
                                       const at::Tensor& radii, const at::Tensor& ranges, const at::Tensor& ids,
                                       const at::Tensor& background, const at::Tensor& trans_final,
                                       const at::Tensor& depth_sum, const at::Tensor& last, const at::Tensor& v_color,
-                                      const at::Tensor& v_alpha, const at::Tensor& v_depth) {
+                                      const at::Tensor& v_alpha, const at::Tensor& v_depth, bool absgrad) {
     const Projection P{means2d, conics, opacities, colors, depths, extents, radii};
     P.check_all();
     const c10::cuda::CUDAGuard guard(means2d.device());
@@ -135,12 +135,15 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
     check(v_depth, "v_depth", at::kCUDA, dt, {C, H, W, 1});
     const auto opt = means2d.options();
     // summed into by atomics: zeros, never poisoned; one buffer, one memset
-    const at::Tensor zeros = at::zeros({C * N * 10}, opt);
+    const int64_t width = absgrad ? 12 : 10;
+    const at::Tensor zeros = at::zeros({C * N * width}, opt);
     const at::Tensor v_m = zeros.slice(0, 0, 2 * C * N).view({C, N, 2});
     const at::Tensor v_c = zeros.slice(0, 2 * C * N, 5 * C * N).view({C, N, 3});
     const at::Tensor v_o = zeros.slice(0, 5 * C * N, 6 * C * N).view({C, N});
     const at::Tensor v_col = zeros.slice(0, 6 * C * N, 9 * C * N).view({C, N, 3});
     const at::Tensor v_d = zeros.slice(0, 9 * C * N, 10 * C * N).view({C, N});
+    // absgrad: sum over pixels of |d loss / d mean2d| per component; empty when not asked for
+    const at::Tensor v_abs = absgrad ? zeros.slice(0, 10 * C * N, 12 * C * N).view({C, N, 2}) : at::empty({0}, opt);
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         gpu::blend_backward<scalar_t>(
             P.arrays<scalar_t>(), int(C), N, int(W), int(H), ranges.data_ptr<int32_t>(), ids.data_ptr<int32_t>(),
@@ -148,10 +151,10 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
             last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
             v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(),
             v_c.data_ptr<scalar_t>(), v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(),
-            stream());
+            absgrad ? v_abs.data_ptr<scalar_t>() : nullptr, stream());
         check_launch("rasterize_bwd");
     });
-    return {v_m, v_c, v_o, v_col, v_d};
+    return {v_m, v_c, v_o, v_col, v_d, v_abs};
 }
 
 }  // namespace

@@ -31,6 +31,9 @@ class RenderResult:
             None when the render was asked not to compute them.
         label_contributions: [C, L, N] the same split by the label of each pixel,
             when ``labels`` were given (no grad), else None.
+        means2d_absgrad: [C, N, 2] when asked for (``absgrad=True``): zeros until
+            ``backward()`` fills in each Gaussian's sum over pixels of
+            |d loss / d mean2d| per component (absgrad densification); else None.
     """
 
     color: torch.Tensor
@@ -40,6 +43,7 @@ class RenderResult:
     means2d: torch.Tensor
     contributions: torch.Tensor | None
     label_contributions: torch.Tensor | None = None
+    means2d_absgrad: torch.Tensor | None = None
 
 
 def _cpu_backend() -> Callable[..., dict]:
@@ -56,11 +60,19 @@ def _cuda_backend() -> Callable[..., dict]:
     return rasterize_cuda
 
 
+def _gsplat_backend() -> Callable[..., dict]:
+    from .gsplat_backend import load_gsplat, rasterize_gsplat
+
+    load_gsplat()  # raises SplatError without gsplat or a GPU
+    return rasterize_gsplat
+
+
 # name -> loader returning the backend function (raises SplatError if unavailable)
 BACKENDS: Dict[str, Callable[[], Callable[..., dict]]] = {
     "cuda": _cuda_backend,
     "cpu": _cpu_backend,
     "torch": lambda: rasterize_torch,
+    "gsplat": _gsplat_backend,  # not in AUTO_ORDER: only when asked for
 }
 AUTO_ORDER = ("cuda", "cpu", "torch")
 
@@ -117,13 +129,15 @@ def rasterize(
     labels: torch.Tensor | None = None,
     num_labels: int | None = None,
     contributions: bool = True,
+    absgrad: bool = False,
 ) -> RenderResult:
     """Render ``store`` from one or more cameras of the same image size.
 
     Args:
         store: the Gaussians; gradients flow to its tensors.
         cameras: a Camera or a sequence of C Cameras.
-        backend: "auto" (cuda, then cpu, then torch), "torch", "cpu", "cuda".
+        backend: "auto" (cuda, then cpu, then torch), "torch", "cpu", "cuda", or
+            "gsplat" (gsplat's CUDA kernels; no contributions, no labels).
         sh_degree: SH bands to use; None = all the store has.
         background: [3] or [C, 3] colour added where transmittance remains; default black.
         mode: "classic" or "antialiased" (opacity times the low-pass compensation).
@@ -131,6 +145,7 @@ def rasterize(
         num_labels: L, the number of label rows (default: max label + 1).
         contributions: compute ``contributions`` (the cuda backend then runs a
             slower blend; training passes False).
+        absgrad: also collect ``means2d_absgrad`` during the backward pass.
     Returns:
         RenderResult.
     """
@@ -157,10 +172,12 @@ def rasterize(
         if num_labels < needed:
             raise SplatError(f"num_labels {num_labels} is smaller than the largest label + 1 ({needed})")
     fn = _resolve_backend(backend, store.device)
-    out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0, contributions=contributions)
+    absgrad_out = torch.zeros(len(cams), len(store), 2, dtype=store.dtype, device=store.device) if absgrad else None
+    out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0, contributions=contributions,
+             absgrad_out=absgrad_out)
     if not contributions:
         out["contributions"] = None
-    return RenderResult(**out)
+    return RenderResult(**out, means2d_absgrad=absgrad_out)
 
 
 def register_backend(name: str, loader: Callable[[], Callable[..., dict]]) -> None:

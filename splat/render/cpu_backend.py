@@ -36,8 +36,10 @@ def _camera_args(cam: Camera):
 
 class _Blend(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels, num_labels):
+    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels, num_labels,
+                absgrad_out):
         ext = load_cpu_extension()
+        ctx.absgrad_out = absgrad_out  # [N, 2] filled by the backward pass, or None
         color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, *lists = ext.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels
         )
@@ -55,9 +57,11 @@ class _Blend(torch.autograd.Function):
             means2d, conics, opac, colors, depths, extents, lists, background, trans_final, depth_sum, last,
             v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
         )
+        if ctx.absgrad_out is not None:
+            ctx.absgrad_out.copy_(grads[5])
         # the background shows through the transmittance left at each pixel
         v_background = (v_color * trans_final).sum((0, 1)) if ctx.needs_input_grad[7] else None
-        return (*grads, None, None, v_background, None, None, None, None)
+        return (*grads[:5], None, None, v_background, None, None, None, None, None)
 
 
 def rasterize_cpu(
@@ -69,6 +73,7 @@ def rasterize_cpu(
     labels: torch.Tensor | None = None,  # [C, H, W]
     num_labels: int = 0,
     contributions: bool = True,  # computed either way: cheap here
+    absgrad_out: torch.Tensor | None = None,  # [C, N, 2], filled by backward
 ) -> dict:
     """Render a batch of cameras with the native CPU kernels. Returns RenderResult fields."""
     if store.device.type != "cpu":
@@ -86,7 +91,8 @@ def rasterize_cpu(
     for c, (_, conics, opac, colors, depths, extents, radii) in enumerate(projected):
         lab = None if labels is None else labels[c].contiguous()
         color, alpha, depth, contrib, label_contrib = _Blend.apply(
-            means2d[c], conics, opac, colors, depths, extents, radii, background[c].contiguous(), W, H, lab, num_labels
+            means2d[c], conics, opac, colors, depths, extents, radii, background[c].contiguous(), W, H, lab, num_labels,
+            None if absgrad_out is None else absgrad_out[c],
         )
         out["color"].append(color)
         out["alpha"].append(alpha)

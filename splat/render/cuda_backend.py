@@ -66,8 +66,9 @@ def _camera_args(cams: list[Camera]):
 class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels,
-                num_labels, with_contributions):
+                num_labels, with_contributions, absgrad_out):
         ops = load_cuda_extension()
+        ctx.absgrad_out = absgrad_out  # [C, N, 2] filled by the backward pass, or None
         color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids = ops.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels,
             with_contributions,
@@ -86,10 +87,13 @@ class _Blend(torch.autograd.Function):
         grads = load_cuda_extension().rasterize_bwd(
             means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
             last, v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
+            ctx.absgrad_out is not None,
         )
+        if ctx.absgrad_out is not None:
+            ctx.absgrad_out.copy_(grads[5])
         # the background shows through the transmittance left at each pixel
         v_background = (v_color * trans_final).sum((1, 2)) if ctx.needs_input_grad[7] else None
-        return (*grads, None, None, v_background, None, None, None, None, None)
+        return (*grads[:5], None, None, v_background, None, None, None, None, None, None)
 
 
 def rasterize_cuda(
@@ -101,6 +105,7 @@ def rasterize_cuda(
     labels: torch.Tensor | None = None,  # [C, H, W]
     num_labels: int = 0,
     contributions: bool = True,
+    absgrad_out: torch.Tensor | None = None,  # [C, N, 2], filled by backward
 ) -> dict:
     """Render a batch of cameras with the CUDA kernels. Returns RenderResult fields."""
     if store.device.type != "cuda":
@@ -116,7 +121,7 @@ def rasterize_cuda(
     lab = None if labels is None else labels.contiguous()
     color, alpha, depth, contrib, label_contrib = _Blend.apply(
         means2d, conics, opac, colors, depths, extents, radii, background.contiguous(), W, H, lab, num_labels,
-        contributions or lab is not None,
+        contributions or lab is not None, absgrad_out,
     )
     return {
         "color": color,

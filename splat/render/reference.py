@@ -132,14 +132,23 @@ def blend_tile(
     pixels: torch.Tensor,  # [P, 2] pixel centres
     g: Projected,  # the K Gaussians touching this tile, front to back
     background: torch.Tensor,  # [3]
+    absgrad_out: torch.Tensor | None = None,  # [N, 2]
 ):
     """Front-to-back alpha blending of K Gaussians over P pixels.
+
+    ``absgrad_out``: during backward, each Gaussian's sum over pixels of
+    |d loss / d mean2d| (per component) is added there (absgrad densification).
 
     Returns:
         color [P, 3], alpha [P], depth [P] (expected depth), weights [P, K]
         (alpha * T of each Gaussian at each pixel).
     """
     d = pixels[:, None, :] - g.means2d[None, :, :]  # [P, K, 2]
+    if absgrad_out is not None and d.requires_grad:  # d's gradient is minus each pixel's part of the mean's
+        def collect(v_d: torch.Tensor, ids=g.ids) -> None:
+            absgrad_out.index_add_(0, ids, v_d.abs().sum(0))
+
+        d.register_hook(collect)
     dx, dy = d[..., 0], d[..., 1]
     sigma = 0.5 * (g.conics[:, 0] * dx * dx + g.conics[:, 2] * dy * dy) + g.conics[:, 1] * dx * dy
     alpha = torch.clamp(g.opacities * torch.exp(-sigma), max=ALPHA_MAX)
@@ -170,6 +179,7 @@ def rasterize_torch(
     labels: torch.Tensor | None = None,  # [C, H, W] int64 label images
     num_labels: int = 0,
     contributions: bool = True,  # computed either way: cheap here
+    absgrad_out: torch.Tensor | None = None,  # [C, N, 2], filled by backward
 ) -> dict:
     """Render a batch of cameras (same image size). Returns RenderResult fields."""
     projected = [project(store, cam, sh_degree, antialiased) for cam in cams]
@@ -180,7 +190,8 @@ def rasterize_torch(
     out = []
     for c, (cam, (g, _, _)) in enumerate(zip(cams, projected)):
         g.means2d = means2d[c][g.ids]
-        out.append(_render_projected(store, cam, g, background[c], None if labels is None else labels[c], num_labels))
+        out.append(_render_projected(store, cam, g, background[c], None if labels is None else labels[c], num_labels,
+                                     None if absgrad_out is None else absgrad_out[c]))
     result = {k: torch.stack([o[k] for o in out]) if out[0][k] is not None else None for k in out[0]}
     result["radii"] = torch.stack([r for _, _, r in projected])
     result["means2d"] = means2d
@@ -194,6 +205,7 @@ def _render_projected(
     background: torch.Tensor,  # [3]
     labels: torch.Tensor | None,  # [H, W]
     num_labels: int,
+    absgrad_out: torch.Tensor | None = None,  # [N, 2]
 ) -> dict:
     """Blend the projected Gaussians of one camera tile by tile."""
     W, H = cam.width, cam.height
@@ -214,7 +226,7 @@ def _render_projected(
             pixels = torch.stack([px, py], -1).reshape(-1, 2).to(dt) + 0.5
             touch = (lo[:, 0] <= tx) & (hi[:, 0] >= tx) & (lo[:, 1] <= ty) & (hi[:, 1] >= ty)
             gt = _subset(g, touch.nonzero()[:, 0])
-            color, acc, dsum, w = blend_tile(pixels, gt, background)
+            color, acc, dsum, w = blend_tile(pixels, gt, background, absgrad_out)
             colors.append(color)
             alphas.append(acc)
             depths.append(dsum)

@@ -2,7 +2,9 @@
 
 Between ``refine_start`` and ``refine_stop``, every ``refine_every`` steps:
 Gaussians whose mean screen-space gradient (in normalised device units, averaged
-over the steps they were seen) exceeds ``grad_threshold`` are cloned when small
+over the steps they were seen; with ``absgrad`` the sum over pixels of each pixel's
+absolute gradient, as in AbsGS / gsplat, whose threshold is then typically 0.0008)
+exceeds ``grad_threshold`` are cloned when small
 (largest scale <= ``dense_percent`` x scene scale) or split in two when large
 (samples drawn from the Gaussian, scales / 1.6). Then Gaussians with opacity below
 ``min_opacity`` are pruned, and after the first opacity reset also those larger than
@@ -28,10 +30,7 @@ class ADCStrategy(Strategy):
                  min_opacity: float = 0.005, max_world_scale: float = 0.1, max_screen_radius: float = 20.0,
                  absgrad: bool = False):
         super().__init__(generator, scene_scale)
-        if absgrad:
-            from ..errors import SplatError
-
-            raise SplatError("adc --absgrad needs per-pixel absolute gradients, which no backend reports yet")
+        self.absgrad = absgrad  # densify on sums of per-pixel |gradients| (the render must collect them)
         self.cap = cap
         self.refine_start, self.refine_stop, self.refine_every = refine_start, refine_stop, refine_every
         self.reset_every, self.grad_threshold, self.dense_percent = reset_every, grad_threshold, dense_percent
@@ -50,7 +49,7 @@ class ADCStrategy(Strategy):
         n = len(adam)
         if self.grad_sum is None or len(self.grad_sum) != n:
             self._reset_stats(n, adam.params['means'].device)
-        g = result.means2d.grad
+        g = result.means2d_absgrad if self.absgrad else result.means2d.grad
         if g is None:
             return
         C, H, W = result.color.shape[:3]

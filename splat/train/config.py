@@ -34,7 +34,7 @@ class TrainConfig:
     sky_fraction: float = 0.1  # extra Gaussians on a far sphere for the background, x init_count
     sky_radius: float = 3.0  # x scene scale
     init_opacity: float | None = None  # mcmc 0.5, adc 0.1
-    init_scale: float | None = None  # x mean 3-NN distance: mcmc 0.1, adc 1.0
+    init_scale: float | None = None  # x mean 3-NN distance (default 1.0; the MCMC reference uses 0.1)
     lr: dict = field(default_factory=lambda: {
         "means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 5e-2,
         "sh_dc": 2.5e-3, "sh_rest": 2.5e-3 / 20,

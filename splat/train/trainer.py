@@ -41,8 +41,11 @@ from .init import initial_points, initial_store, scene_scale, sky_points
 from .losses import l1, photometric_loss
 from .mcmc import MCMCStrategy
 
-STRATEGY_DEFAULTS = {  # (init opacity, init scale factor)
-    "mcmc": (0.5, 0.1),
+# (initial opacity, initial scale x mean 3-NN distance). The MCMC reference starts at 0.1 x;
+# here both start at 1 x: at 0.1 x the Gaussians begin below a pixel and short runs stall
+# (300 steps on the 64 px default scene: 6.6 dB held out at 0.1 x, 22.6 dB at 1 x).
+STRATEGY_DEFAULTS = {
+    "mcmc": (0.5, 1.0),
     "adc": (0.1, 1.0),
 }
 
@@ -235,7 +238,7 @@ class Trainer:
         sh_degree = min(step // c.sh_interval, c.sh_degree)
         store = store_from_params(self.adam.params, sh_degree)
         result = rasterize(store, self.dataset.cameras[i], backend=c.backend, sh_degree=sh_degree, background=bg,
-                           mode=c.mode, contributions=False)
+                           mode=c.mode, contributions=False, absgrad=c.strategy == "adc" and c.absgrad)
         image = result.color[0]
         photo = photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None)
         loss = photo + self.strategy.regularizer(self.adam)
