@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from .errors import SplatError
@@ -204,6 +205,38 @@ def demo(
     if not 16 <= size <= 4096 or not 2 <= views <= 10000:
         raise SplatError("--size must be in 16..4096 and --views in 2..10000")
     run_demo(out, backend=backend, steps=steps, size=size, views=views, log=typer.echo)
+
+
+@app.command()
+def mesh(
+    run: Path = typer.Argument(..., help="A finished training run folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output mesh (.ply or .obj)."),
+    voxel: Optional[float] = typer.Option(None, help="TSDF voxel size in the dataset's input units "
+                                          "(default: 1.5 pixels at the camera distance)."),
+    depth: str = typer.Option("median", help="Depth to fuse: median (where the transmittance falls to 0.5; "
+                              "cpu and torch backends) or expected."),
+    views: str = typer.Option("train", help="Cameras to fuse: train (the training views) or orbit."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+):
+    """A triangle mesh from the splats: depth maps fused in a TSDF volume (open3d)."""
+    from .mesh import DEPTH_MODES, extract_mesh, mesh_cameras, save_mesh
+    from .train.evaluate import load_run
+
+    if depth not in DEPTH_MODES:
+        raise SplatError(f"--depth '{depth}' is unknown (use {', '.join(DEPTH_MODES)})")
+    if voxel is not None and not voxel > 0:
+        raise SplatError(f"--voxel {voxel} must be positive")
+    if out.suffix.lower() not in (".ply", ".obj"):
+        raise SplatError(f"{out}: mesh must end in .ply or .obj")
+    config, dataset, store = load_run(run)
+    cams = mesh_cameras(views, dataset.cameras, dataset.train)
+    scale = float(np.linalg.norm(dataset.transform[:3, 0]))  # input -> normalised scale factor
+    m = extract_mesh(store, cams, voxel=None if voxel is None else voxel * scale, backend=backend,
+                     transform=dataset.transform, depth_mode=depth,
+                     progress=lambda k, n: print(f"\rfusing depth {k}/{n}", end="" if k < n else "\n",
+                                                 file=sys.stderr, flush=True))
+    save_mesh(m, out)
+    typer.echo(f"wrote {out} ({len(m.vertices)} vertices, {len(m.triangles)} triangles)")
 
 
 scene_app = typer.Typer(no_args_is_help=True, help="Synthetic scenes with exact ground truth.")

@@ -166,7 +166,7 @@ def test_tiles_do_not_change_the_image():
     g, _, _ = project(s, cam, 1, False)
     ys, xs = torch.meshgrid(torch.arange(37), torch.arange(45), indexing="ij")
     pixels = torch.stack([xs, ys], -1).reshape(-1, 2).float() + 0.5
-    color, acc, _, _ = blend_tile(pixels, g, torch.tensor([1.0, 0.5, 0.0]))
+    color, acc, _, _, _ = blend_tile(pixels, g, torch.tensor([1.0, 0.5, 0.0]))
     assert torch.allclose(res.color[0].reshape(-1, 3), color, atol=1e-6)
     assert torch.allclose(res.alpha[0].reshape(-1), acc, atol=1e-6)
 

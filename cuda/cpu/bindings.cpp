@@ -143,7 +143,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     auto opt = means2d.options();
     auto color = out({height, width, 3}, opt), alpha = out({height, width, 1}, opt);
     auto depth_sum = out({height, width, 1}, opt), trans_final = out({height, width, 1}, opt);
-    auto depth = out({height, width, 1}, opt);
+    auto depth = out({height, width, 1}, opt), median_depth = out({height, width, 1}, opt);
     auto last = out({height, width}, opt.dtype(at::kInt));
     auto contrib = out({N}, opt);
     auto label_contrib = out({lab ? num_labels : 0, N}, opt);
@@ -158,7 +158,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
             colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), splat::cpu::view(bins),
             int(width), int(height), background.data_ptr<scalar_t>(), lab, int(num_labels), color.data_ptr<scalar_t>(),
             alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
-            lab ? label_contrib.data_ptr<scalar_t>() : nullptr);
+            lab ? label_contrib.data_ptr<scalar_t>() : nullptr, median_depth.data_ptr<scalar_t>());
     });
     // the tile lists go back to Python, which keeps them for the backward pass
     std::vector<torch::Tensor> lists;
@@ -167,7 +167,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
         std::copy(v->begin(), v->end(), t.data_ptr<int32_t>());
         lists.push_back(t);
     }
-    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib,
+    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, median_depth,
             lists[0], lists[1], lists[2], lists[3], lists[4]};
 }
 

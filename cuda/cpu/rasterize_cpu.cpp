@@ -218,7 +218,7 @@ template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                    const T* extents, const BinsView& bins, int width, int height, const T* background,
                    const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
-                   int32_t* last, T* contributions, T* label_contrib) {
+                   int32_t* last, T* contributions, T* label_contrib, T* median_depth) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
     const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
     const int32_t* offsets = bins.offsets;
@@ -233,14 +233,14 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
         constexpr int P = TILE * TILE;
         // state as floating point only (entry counts are exact in T): with one
         // element type the pixel loop vectorises
-        T trans[P], c0[P], c1[P], c2[P], dep[P], lst[P], done[P], wbuf[CHUNK];
+        T trans[P], c0[P], c1[P], c2[P], dep[P], med[P], lst[P], done[P], wbuf[CHUNK];
         // per-Gaussian chunk list and alphas
         int seg_p[MAX_CHUNKS];
         T seg_x[MAX_CHUNKS], seg_dy[MAX_CHUNKS], abuf[MAX_CHUNKS][CHUNK];
         int n_live = 0;
         for (int p = 0; p < P; ++p) {
             trans[p] = T(1);
-            c0[p] = c1[p] = c2[p] = dep[p] = T(0);
+            c0[p] = c1[p] = c2[p] = dep[p] = med[p] = T(0);
             lst[p] = T(0);
             done[p] = (p % TILE < tw && p / TILE < th) ? T(0) : T(1);
             n_live += done[p] == T(0);
@@ -276,6 +276,8 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                     c2[p] += w * L.color[2];
                     dep[p] += w * L.depth;
                     trans[p] = tr * (T(1) - a);
+                    // median depth: the Gaussian at which the transmittance falls to 0.5
+                    med[p] = (tr > T(0.5) && trans[p] <= T(0.5)) ? L.depth : med[p];
                     lst[p] = a > T(0) ? ent : lst[p];
                     done[p] = stop > T(0) ? T(1) : done[p];
                     stop_lane[i] += stop;
@@ -302,6 +304,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                 pixel_finish(c0[p], c1[p], c2[p], trans[p], dep[p], background, color + 3 * pix, alpha[pix], depth[pix]);
                 trans_final[pix] = trans[p];  // kept as is: 1 - alpha loses digits when T is small
                 depth_sum[pix] = dep[p];
+                median_depth[pix] = med[p];
                 last[pix] = int32_t(lst[p]);
             }
     }
@@ -443,7 +446,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                                    TileBins&);                                                                         \
     template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
                                    const BinsView&, int, int, const T*, const int64_t*, int, T*, T*, T*, T*, T*,          \
-                                   int32_t*, T*, T*);                                                                     \
+                                   int32_t*, T*, T*, T*);                                                                     \
     template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \
                                     const BinsView&, int, int, const T*, const T*, const T*, const int32_t*, const T*,    \
                                     const T*, const T*, T*, T*, T*, T*, T*, T*);

@@ -58,7 +58,8 @@ template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
                    const T* extents, const BinsView& bins, int width, int height, const T* background,
                    const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
-                   int32_t* last, T* contributions, T* label_contrib);
+                   int32_t* last, T* contributions, T* label_contrib,
+                   T* median_depth);  // [H, W]: depth of the Gaussian where T falls to 0.5 (0: never)
 
 // Back-to-front VJP of blend_forward, from the gradients of its colour, alpha
 // and depth. Gradients per Gaussian are written into v_* arrays of size N

@@ -31,6 +31,9 @@ class RenderResult:
             None when the render was asked not to compute them.
         label_contributions: [C, L, N] the same split by the label of each pixel,
             when ``labels`` were given (no grad), else None.
+        median_depth: [C, H, W, 1] depth of the Gaussian at which the transmittance
+            falls to 0.5 (0 where it never does; no grad), from the torch and cpu
+            backends; None from the others.
         means2d_absgrad: [C, N, 2] when asked for (``absgrad=True``): zeros until
             ``backward()`` fills in each Gaussian's sum over pixels of
             |d loss / d mean2d| per component (absgrad densification); else None.
@@ -43,6 +46,7 @@ class RenderResult:
     means2d: torch.Tensor
     contributions: torch.Tensor | None
     label_contributions: torch.Tensor | None = None
+    median_depth: torch.Tensor | None = None
     means2d_absgrad: torch.Tensor | None = None
 
 

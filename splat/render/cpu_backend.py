@@ -40,17 +40,17 @@ class _Blend(torch.autograd.Function):
                 absgrad_out):
         ext = load_cpu_extension()
         ctx.absgrad_out = absgrad_out  # [N, 2] filled by the backward pass, or None
-        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, *lists = ext.rasterize_fwd(
+        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, median, *lists = ext.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels
         )
         # lists: tile offsets, tile ids, depth order, per-Gaussian pair lists (for the backward pass)
         ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last,
                               *lists)
-        ctx.mark_non_differentiable(contrib, label_contrib)
-        return color, alpha, depth, contrib, label_contrib
+        ctx.mark_non_differentiable(contrib, label_contrib, median)
+        return color, alpha, depth, contrib, label_contrib, median
 
     @staticmethod
-    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
+    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label, _v_median):
         means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last, *lists = ctx.saved_tensors
         v_color = zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:2], 3))
         grads = load_cpu_extension().rasterize_bwd(
@@ -87,10 +87,10 @@ def rasterize_cpu(
     if means2d.requires_grad:
         means2d.retain_grad()
     W, H = cams[0].width, cams[0].height
-    out = {k: [] for k in ("color", "alpha", "depth", "contributions", "label_contributions")}
+    out = {k: [] for k in ("color", "alpha", "depth", "contributions", "label_contributions", "median_depth")}
     for c, (_, conics, opac, colors, depths, extents, radii) in enumerate(projected):
         lab = None if labels is None else labels[c].contiguous()
-        color, alpha, depth, contrib, label_contrib = _Blend.apply(
+        color, alpha, depth, contrib, label_contrib, median = _Blend.apply(
             means2d[c], conics, opac, colors, depths, extents, radii, background[c].contiguous(), W, H, lab, num_labels,
             None if absgrad_out is None else absgrad_out[c],
         )
@@ -99,6 +99,7 @@ def rasterize_cpu(
         out["depth"].append(depth)
         out["contributions"].append(contrib)
         out["label_contributions"].append(label_contrib if labels is not None else None)
+        out["median_depth"].append(median)
     result = {k: _stack(v) if v[0] is not None else None for k, v in out.items()}
     result["radii"] = _stack([p[6] for p in projected])
     result["means2d"] = means2d

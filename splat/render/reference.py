@@ -141,7 +141,8 @@ def blend_tile(
 
     Returns:
         color [P, 3], alpha [P], depth [P] (expected depth), weights [P, K]
-        (alpha * T of each Gaussian at each pixel).
+        (alpha * T of each Gaussian at each pixel), median depth [P] (no grad: the depth of
+        the Gaussian at which T falls to 0.5; 0 where it never does).
     """
     d = pixels[:, None, :] - g.means2d[None, :, :]  # [P, K, 2]
     if absgrad_out is not None and d.requires_grad:  # d's gradient is minus each pixel's part of the mean's
@@ -163,7 +164,10 @@ def blend_tile(
     color = weights @ g.colors + t_final[:, None] * background
     acc = 1 - t_final
     depth_sum = weights @ g.depths
-    return color, acc, depth_sum, weights
+    with torch.no_grad():
+        crossing = (t_before > 0.5) & (t_after <= 0.5)  # at most one Gaussian per pixel
+        median = (crossing.to(g.depths.dtype) * g.depths).sum(1)
+    return color, acc, depth_sum, weights, median
 
 
 def _subset(g: Projected, idx: torch.Tensor) -> Projected:
@@ -214,7 +218,7 @@ def _render_projected(
     with torch.no_grad():  # tile range of each Gaussian's box
         lo = torch.floor((g.means2d - g.extent) / TILE).long()
         hi = torch.floor((g.means2d + g.extent) / TILE).long()
-    colors, alphas, depths, pixel_ids = [], [], [], []
+    colors, alphas, depths, medians, pixel_ids = [], [], [], [], []
     contrib = torch.zeros(n, dtype=dt, device=dev)
     label_contrib = torch.zeros(num_labels, n, dtype=dt, device=dev) if labels is not None else None
     for ty in range(tiles_y):
@@ -226,8 +230,9 @@ def _render_projected(
             pixels = torch.stack([px, py], -1).reshape(-1, 2).to(dt) + 0.5
             touch = (lo[:, 0] <= tx) & (hi[:, 0] >= tx) & (lo[:, 1] <= ty) & (hi[:, 1] >= ty)
             gt = _subset(g, touch.nonzero()[:, 0])
-            color, acc, dsum, w = blend_tile(pixels, gt, background, absgrad_out)
+            color, acc, dsum, w, median = blend_tile(pixels, gt, background, absgrad_out)
             colors.append(color)
+            medians.append(median)
             alphas.append(acc)
             depths.append(dsum)
             pixel_ids.append(pix_id)
@@ -241,4 +246,6 @@ def _render_projected(
     alpha = torch.cat(alphas)[inverse].reshape(H, W, 1)
     depth_sum = torch.cat(depths)[inverse].reshape(H, W, 1)
     depth = torch.where(alpha > 0, depth_sum / torch.clamp(alpha, min=1e-10), torch.zeros_like(alpha))
-    return dict(color=color, alpha=alpha, depth=depth, contributions=contrib, label_contributions=label_contrib)
+    median = torch.cat(medians)[inverse].reshape(H, W, 1)
+    return dict(color=color, alpha=alpha, depth=depth, contributions=contrib, label_contributions=label_contrib,
+                median_depth=median)
