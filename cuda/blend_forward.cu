@@ -20,7 +20,7 @@ template <typename T, bool CONTRIB>
 __global__ void __launch_bounds__(THREADS)
     blend_forward_kernel(ConstProjected<T> p, int64_t N, int width, int height, const int32_t* __restrict__ ranges,
                          const int32_t* __restrict__ ids, const T* __restrict__ background, T* color, T* alpha,
-                         T* depth, T* trans_final, T* depth_sum,
+                         T* depth, T* trans_final, T* depth_sum, T* median_depth,
                          int32_t* last_out, unsigned long long* contrib, const int64_t* __restrict__ labels,
                          int num_labels, unsigned long long* label_contrib) {
     __shared__ Batch<T> s;
@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(THREADS)
     const int start = ranges[2 * tile], end = ranges[2 * tile + 1];
     const int label = CONTRIB && labels && inside ? int(labels[pix]) : 0;
 
-    T trans = T(1), c0 = 0, c1 = 0, c2 = 0, dz = 0;
+    T trans = T(1), c0 = 0, c1 = 0, c2 = 0, dz = 0, med = 0;  // med: depth where T falls to 0.5
     int last = 0;
     bool done = !inside;
     for (int b0 = start; b0 < end; b0 += THREADS) {
@@ -62,6 +62,7 @@ __global__ void __launch_bounds__(THREADS)
                         c1 += w * s.g[j];
                         c2 += w * s.b[j];
                         dz += w * s.z[j];
+                        med = (trans > T(0.5) && next <= T(0.5)) ? s.z[j] : med;
                         trans = next;
                         last = b0 + j - start + 1;
                     }
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(THREADS)
     pixel_finish(c0, c1, c2, trans, dz, background + 3 * tp.cam, color + 3 * pix, alpha[pix], depth[pix]);
     trans_final[pix] = trans;  // kept as is: 1 - alpha loses digits when T is small
     depth_sum[pix] = dz;
+    median_depth[pix] = med;
     last_out[pix] = last;
 }
 
@@ -93,25 +95,25 @@ __global__ void __launch_bounds__(THREADS)
 template <typename T>
 void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                    const int32_t* ids, const T* background, T* color, T* alpha, T* depth, T* trans_final,
-                   T* depth_sum, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels, unsigned long long* label_contrib,
+                   T* depth_sum, T* median_depth, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels, unsigned long long* label_contrib,
                    cudaStream_t stream) {
     const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
     if (tiles == 0) return;
     if (contrib)
         blend_forward_kernel<T, true><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, background, color,
-                                                                     alpha, depth, trans_final, depth_sum, last, contrib, labels,
+                                                                     alpha, depth, trans_final, depth_sum, median_depth, last, contrib, labels,
                                                                      num_labels, label_contrib);
     else
         blend_forward_kernel<T, false><<<tiles, THREADS, 0, stream>>>(p, N, width, height, ranges, ids, background, color,
-                                                                      alpha, depth, trans_final, depth_sum, last, nullptr, nullptr, 0,
+                                                                      alpha, depth, trans_final, depth_sum, median_depth, last, nullptr, nullptr, 0,
                                                                       nullptr);
 }
 
 template void blend_forward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*, const int32_t*,
-                                   const float*, float*, float*, float*, float*, float*, int32_t*, unsigned long long*, const int64_t*, int,
+                                   const float*, float*, float*, float*, float*, float*, float*, int32_t*, unsigned long long*, const int64_t*, int,
                                    unsigned long long*, cudaStream_t);
 template void blend_forward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
-                                    const int32_t*, const double*, double*, double*, double*, double*, double*, int32_t*,
+                                    const int32_t*, const double*, double*, double*, double*, double*, double*, double*, int32_t*,
                                     unsigned long long*,
                                     const int64_t*, int, unsigned long long*, cudaStream_t);
 

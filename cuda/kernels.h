@@ -81,11 +81,12 @@ void tile_ranges(const uint64_t* sorted_keys, int64_t pairs, int32_t* ranges, cu
 // tile's list up to the last Gaussian that counted). If contrib is not null,
 // adds sum(alpha T) per (camera, Gaussian) into contrib [C*N] in fixed point
 // (zeroed by the caller); if labels [C,H,W] are given, also into
-// label_contrib [C, L, N] by the pixel's label.
+// label_contrib [C, L, N] by the pixel's label. median_depth [C,H,W]: the depth of the
+// Gaussian at which T falls to 0.5 (0 where it never does).
 template <typename T>
 void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                    const int32_t* ids, const T* background, T* color, T* alpha, T* depth, T* trans_final,
-                   T* depth_sum, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels,
+                   T* depth_sum, T* median_depth, int32_t* last, unsigned long long* contrib, const int64_t* labels, int num_labels,
                    unsigned long long* label_contrib, cudaStream_t stream);
 
 // Back-to-front VJP of blend_forward, from the gradients of its colour, alpha

@@ -213,8 +213,8 @@ def mesh(
     out: Path = typer.Option(..., "--out", "-o", help="Output mesh (.ply or .obj)."),
     voxel: Optional[float] = typer.Option(None, help="TSDF voxel size in the dataset's input units "
                                           "(default: 1.5 pixels at the camera distance)."),
-    depth: str = typer.Option("median", help="Depth to fuse: median (where the transmittance falls to 0.5; "
-                              "cpu and torch backends) or expected."),
+    depth: str = typer.Option("median", help="Depth to fuse: median (where the transmittance falls to 0.5) "
+                              "or expected."),
     views: str = typer.Option("train", help="Cameras to fuse: train (the training views) or orbit."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
 ):

@@ -47,8 +47,8 @@ def extract_mesh(store: GaussianStore, cameras: list[Camera], voxel: float | Non
         voxel: TSDF voxel size in the store's units (default: 1.5 pixels at the distance
             from the cameras to what they look at: finer voxels only fuse depth noise).
         transform: [4, 4] input -> store coordinates; the mesh is returned in input coordinates.
-        depth_mode: "median" (default; from the cpu and torch backends, expected depth with a
-            warning elsewhere) or "expected". Measured on the default scene after the demo's
+        depth_mode: "median" (default; expected depth with a warning from the gsplat backend,
+            which has no median) or "expected". Measured on the default scene after the demo's
             training: F-score 0.96 with median depth, 0.40 with expected depth (fuzzy ground).
         min_cluster: connected pieces with fewer triangles than this fraction of the largest are dropped.
     """
@@ -77,7 +77,7 @@ def extract_mesh(store: GaussianStore, cameras: list[Camera], voxel: float | Non
         if depth_mode == "median" and res.median_depth is None:
             from .render.api import warn_once
 
-            warn_once(f"backend '{backend}' gives no median depth; fusing expected depth (--backend cpu has it)")
+            warn_once(f"backend '{backend}' gives no median depth; fusing expected depth")
         if depth_mode == "median" and res.median_depth is not None:
             depth = res.median_depth[0, ..., 0].cpu().numpy().astype(np.float32)
         else:

@@ -51,7 +51,7 @@ def test_needles_float64_and_fewer_tile_pairs_than_boxes():
     means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
         *args, cam.viewmat, cam.K, w, h, cam.near, cam.far, deg, False)
     background = torch.zeros(3, dtype=torch.float64)
-    lists = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, w, h, background, None, 0)[8:]
+    lists = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, w, h, background, None, 0)[9:]  # after the 9 outputs: the tile lists
     vis = radii > 0
     lo = torch.floor((means2d - extents) / 16).clamp(min=0)
     hi = torch.minimum(torch.floor((means2d + extents) / 16), torch.tensor([(w - 1) // 16, (h - 1) // 16], dtype=torch.float64))

@@ -90,7 +90,7 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
     const auto opt = means2d.options();
     at::Tensor color = out({C, height, width, 3}, opt), alpha = out({C, height, width, 1}, opt);
     at::Tensor depth_sum = out({C, height, width, 1}, opt), trans_final = out({C, height, width, 1}, opt);
-    at::Tensor depth = out({C, height, width, 1}, opt);
+    at::Tensor depth = out({C, height, width, 1}, opt), median = out({C, height, width, 1}, opt);
     at::Tensor last = out({C, height, width}, opt.dtype(at::kInt));
     // fixed-point sums, added to by integer atomics
     at::Tensor contrib_fx = at::zeros({with_contributions ? C * N : 0}, opt.dtype(at::kLong));
@@ -101,7 +101,7 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
         gpu::blend_forward<scalar_t>(
             P.arrays<scalar_t>(), int(C), N, int(width), int(height), ranges.data_ptr<int32_t>(),
             ids.data_ptr<int32_t>(), background.data_ptr<scalar_t>(), color.data_ptr<scalar_t>(),
-            alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(),
+            alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), median.data_ptr<scalar_t>(), last.data_ptr<int32_t>(),
             with_contributions ? reinterpret_cast<unsigned long long*>(contrib_fx.data_ptr<int64_t>()) : nullptr, lab,
             int(num_labels), lab ? reinterpret_cast<unsigned long long*>(label_fx.data_ptr<int64_t>()) : nullptr,
             stream());
@@ -110,7 +110,7 @@ std::vector<at::Tensor> rasterize_fwd(const at::Tensor& means2d, const at::Tenso
     const double scale = 1.0 / gpu::CONTRIB_SCALE;
     at::Tensor contrib = contrib_fx.to(at::kDouble).mul_(scale).to(opt.dtype()).view({with_contributions ? C : 0, N});
     at::Tensor label_contrib = label_fx.to(at::kDouble).mul_(scale).to(opt.dtype()).view({lab ? C : 0, num_labels, N});
-    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids};
+    return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids, median};
 }
 
 std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& opacities,

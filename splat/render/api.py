@@ -32,8 +32,7 @@ class RenderResult:
         label_contributions: [C, L, N] the same split by the label of each pixel,
             when ``labels`` were given (no grad), else None.
         median_depth: [C, H, W, 1] depth of the Gaussian at which the transmittance
-            falls to 0.5 (0 where it never does; no grad), from the torch and cpu
-            backends; None from the others.
+            falls to 0.5 (0 where it never does; no grad); None from the gsplat backend.
         means2d_absgrad: [C, N, 2] when asked for (``absgrad=True``): zeros until
             ``backward()`` fills in each Gaussian's sum over pixels of
             |d loss / d mean2d| per component (absgrad densification); else None.

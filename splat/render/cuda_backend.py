@@ -69,18 +69,18 @@ class _Blend(torch.autograd.Function):
                 num_labels, with_contributions, absgrad_out):
         ops = load_cuda_extension()
         ctx.absgrad_out = absgrad_out  # [C, N, 2] filled by the backward pass, or None
-        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids = ops.rasterize_fwd(
+        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids, median = ops.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels,
             with_contributions,
         )
         # the sorted tile lists are kept for the backward pass
         ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background,
                               trans_final, depth_sum, last)
-        ctx.mark_non_differentiable(contrib, label_contrib)
-        return color, alpha, depth, contrib, label_contrib
+        ctx.mark_non_differentiable(contrib, label_contrib, median)
+        return color, alpha, depth, contrib, label_contrib, median
 
     @staticmethod
-    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label):
+    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label, _v_median):
         (means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
          last) = ctx.saved_tensors
         v_color = zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3))
@@ -119,7 +119,7 @@ def rasterize_cuda(
         means2d.retain_grad()
     W, H = cam_args[3], cam_args[4]
     lab = None if labels is None else labels.contiguous()
-    color, alpha, depth, contrib, label_contrib = _Blend.apply(
+    color, alpha, depth, contrib, label_contrib, median = _Blend.apply(
         means2d, conics, opac, colors, depths, extents, radii, background.contiguous(), W, H, lab, num_labels,
         contributions or lab is not None, absgrad_out,
     )
@@ -129,6 +129,7 @@ def rasterize_cuda(
         "depth": depth,
         "contributions": contrib if contributions else None,
         "label_contributions": label_contrib if labels is not None else None,
+        "median_depth": median,
         "radii": radii,
         "means2d": means2d,
     }
