@@ -3,7 +3,6 @@ against the generator's ground-truth mesh; one-line errors."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

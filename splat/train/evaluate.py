@@ -29,14 +29,12 @@ ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"  # what lpips(net="alex") loads thr
 def lpips_model():
     """(callable or None, note): LPIPS (AlexNet) if everything it needs is on disk."""
     try:
-        import lpips  # noqa: F401
+        import lpips
     except ImportError:
         return None, "the lpips package is not installed"
     weights = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
     if not weights.is_file():
         return None, f"AlexNet weights are not on disk ({weights}); they are never downloaded"
-    import lpips
-
     model = lpips.LPIPS(net="alex", verbose=False).eval()
 
     def score(a: torch.Tensor, b: torch.Tensor) -> float:  # [H, W, 3] in [0, 1]

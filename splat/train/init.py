@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data.dataset import Dataset
-from ..store import GaussianStore, num_sh_bases, rgb_to_sh_dc
+from ..store import GaussianStore
 
 
 def _morton_order(points: torch.Tensor, shift: float) -> torch.Tensor:
@@ -124,8 +124,5 @@ def initial_store(points: torch.Tensor, colors: torch.Tensor, sh_degree: int, op
     scales = (dist * scale_factor)[:, None].expand(n, 3)
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1
-    store = GaussianStore.from_activated(points.float(), scales.float(), quats, torch.full((n,), float(opacity)),
-                                         colors.float().clamp(0, 1), sh_degree=sh_degree)
-    assert store.sh.shape[1] == num_sh_bases(sh_degree)
-    store.sh[:, 0] = rgb_to_sh_dc(colors.float().clamp(0, 1))
-    return store
+    return GaussianStore.from_activated(points.float(), scales.float(), quats, torch.full((n,), float(opacity)),
+                                        colors.float().clamp(0, 1), sh_degree=sh_degree)
