@@ -193,7 +193,7 @@ def eval_(
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Output folder (scene/ and run/ inside)."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda, torch or gsplat."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule, 1200)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the demo's schedule, 1100)."),
     size: int = typer.Option(200, help="Scene image size in pixels."),
     views: int = typer.Option(56, help="Scene views (every 8th held out)."),
 ):
