@@ -13,7 +13,6 @@ input coordinates (``transform`` maps input -> normalised world).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ import torch
 
 from .camera import Camera
 from .errors import SplatError
+from .io.atomic import atomic_path
 from .render import rasterize
 from .render.paths import camera_path, focus_point
 from .store import GaussianStore
@@ -119,14 +119,6 @@ def save_mesh(mesh, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix.lower() not in (".ply", ".obj"):
         raise SplatError(f"{path}: mesh must end in .ply or .obj")
-    if not path.parent.is_dir():
-        raise SplatError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if not o3d.io.write_triangle_mesh(tmp, mesh, write_ascii=False):
+    with atomic_path(path) as tmp:
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh, write_ascii=False):
             raise SplatError(f"{path}: open3d could not write the mesh")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from ..errors import SplatError
+from .atomic import atomic_path
 from .images import to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -23,20 +22,11 @@ def write_video(frames: Iterable, path: str | os.PathLike, fps: int = 30) -> Non
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise SplatError(f"{path}: video must end in {' or '.join(VIDEO_SUFFIXES)}")
-    if not path.parent.is_dir():
-        raise SplatError(f"{path}: folder {path.parent} does not exist")
     arr = np.stack([to_uint8(f) for f in frames])
     if arr.shape[1] % 2 or arr.shape[2] % 2:  # H.264 wants even sizes
         arr = arr[:, : arr.shape[1] // 2 * 2, : arr.shape[2] // 2 * 2]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".mp4":
             iio.imwrite(tmp, arr, fps=fps, codec="libx264", macro_block_size=1, extension=".mp4")
         else:
             iio.imwrite(tmp, arr, duration=1000 / fps, loop=0, extension=".gif")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -47,9 +47,8 @@ def camera_path(kind: str, cameras: list[Camera], frames: int = 60, width: int |
         raise SplatError(f"frames {frames} must be positive")
     first = cameras[0]
     W, H = width or first.width, height or first.height
-    if kind == "dataset":
-        return [c.resized(W, int(round(c.height * W / c.width))) if (width or height) is None and (c.width, c.height) != (first.width, first.height)
-                else c.resized(W, H) for c in cameras]
+    if kind == "dataset":  # one video: every frame at the first camera's (or the asked) size
+        return [c.resized(W, H) for c in cameras]
     fov = math.degrees(2 * math.atan(0.5 * first.height / float(first.K[1, 1])))
     centre, up = focus_point(cameras), world_up(cameras)
     offsets = torch.stack([c.center for c in cameras]) - centre

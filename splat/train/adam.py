@@ -48,9 +48,7 @@ class Adam:
                 continue
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
             if self.fused is not None and p.device.type == "cpu" and p.numel():
-                from .fused import fused_adam_step
-
-                fused_adam_step(self.fused, p, g, m, v, self.lrs[k], self.betas, self.eps, self.steps)
+                self.fused.adam_step(p, g.contiguous(), m, v, self.lrs[k], b1, b2, self.eps, self.steps)
                 p.grad = None
                 continue
             m.mul_(b1).add_(g, alpha=1 - b1)

@@ -21,6 +21,7 @@ from ..io.images import save_image
 from ..io.ply import load_ply
 from ..render import rasterize
 from .config import TrainConfig
+from .device import pick_device
 from .losses import psnr, ssim
 
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"  # what lpips(net="alex") loads through torchvision
@@ -63,8 +64,7 @@ def evaluate(run: str | Path, backend: str | None = None, save_images: bool = Tr
     run = Path(run)
     config, dataset, store = load_run(run)
     backend = backend or config.backend
-    if backend == "auto" or backend in ("cuda", "gsplat"):
-        store = store.to("cuda") if torch.cuda.is_available() and backend != "cpu" else store
+    store = store.to(pick_device(backend))  # where the trainer would put it
     score_lpips, lpips_note = lpips_model()
     bg = torch.tensor(config.eval_background, dtype=torch.float32)
     views = []

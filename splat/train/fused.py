@@ -49,9 +49,3 @@ class _FusedSSIM(torch.autograd.Function):
 def fused_ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel, per-channel SSIM [H, W, 3] of [H, W, 3] CPU images; gradient flows to ``a`` only."""
     return _FusedSSIM.apply(a, b.detach())
-
-
-def fused_adam_step(ext, p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, lr: float,
-                    betas: tuple[float, float], eps: float, step: int) -> None:
-    """One Adam update of ``p`` and its moments in place."""
-    ext.adam_step(p, g.contiguous(), m, v, lr, betas[0], betas[1], eps, step)

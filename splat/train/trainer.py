@@ -17,7 +17,6 @@ steps equal 2N steps in one go, bitwise.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -37,8 +36,9 @@ from .adam import Adam
 from .adc import ADCStrategy
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .device import pick_device
 from .init import initial_points, initial_store, scene_scale, sky_points
-from .losses import l1, photometric_loss
+from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
 
 # (initial opacity, initial scale x mean 3-NN distance). The MCMC reference starts at 0.1 x;
@@ -63,14 +63,6 @@ def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianSto
 def params_from_store(store: GaussianStore) -> dict:
     return {"means": store.means, "log_scales": store.log_scales, "quats": store.quats,
             "opacity_logits": store.opacity_logits, "sh_dc": store.sh[:, :1], "sh_rest": store.sh[:, 1:]}
-
-
-def pick_device(backend: str) -> torch.device:
-    if backend in ("cuda", "gsplat") or (backend == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SplatError(f"backend '{backend}' needs a CUDA GPU and none is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 class Trainer:
@@ -254,9 +246,7 @@ class Trainer:
         if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
             self.check_finite()  # a bad value also reaches the loss within a step or two
 
-        with torch.no_grad():
-            mse = float(((image.detach() - target) ** 2).mean())
-        return {"step": self.step, "loss": float(loss.detach()), "psnr": -10 * math.log10(max(mse, 1e-12)),
+        return {"step": self.step, "loss": float(loss.detach()), "psnr": min(psnr(image.detach(), target), 120.0),
                 "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
 
     def check_finite(self) -> None:
