@@ -239,6 +239,10 @@ def mesh(
     typer.echo(f"wrote {out} ({len(m.vertices)} vertices, {len(m.triangles)} triangles)")
 
 
+from .cli_edit import edit_app  # noqa: E402
+
+app.add_typer(edit_app, name="edit")
+
 scene_app = typer.Typer(no_args_is_help=True, help="Synthetic scenes with exact ground truth.")
 app.add_typer(scene_app, name="scene")
 

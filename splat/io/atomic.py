@@ -35,9 +35,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # disk full, I/O error: one line, nothing half-written
+            raise SplatError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
 
 
@@ -54,9 +56,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise SplatError(f"{path}: cannot write ({e.strerror or e})") from None
         raise
 
 
