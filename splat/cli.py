@@ -50,16 +50,16 @@ def info(
 
 
 def _scene_and_cameras(path: Path):
-    """(store, cameras or None) of a .ply file or a training run folder."""
+    """(store, cameras or None) of a .ply or .splat file or a training run folder."""
     from .camera import load_cameras_json
-    from .io.ply import load_ply
+    from .io.scene_files import load_scene
 
     if path.is_dir():
         if not (path / "scene.ply").is_file():
             raise SplatError(f"{path}: not a finished training run (no scene.ply)")
         cams = load_cameras_json(path / "cameras.json") if (path / "cameras.json").is_file() else None
-        return load_ply(path / "scene.ply"), cams
-    return load_ply(path), None
+        return load_scene(path / "scene.ply"), cams
+    return load_scene(path), None
 
 
 @app.command()
@@ -155,6 +155,9 @@ def train(
     checkpoint_every: int = typer.Option(1000, help="Steps between checkpoints."),
     background: str = typer.Option("random", help="'random' (a new colour each step) or R,G,B."),
     absgrad: bool = typer.Option(False, help="adc: densify on sums of per-pixel absolute gradients (threshold 8e-4)."),
+    view: bool = typer.Option(False, "--view", help="Show the scene live in the web viewer while it trains."),
+    host: str = typer.Option("127.0.0.1", help="--view: address to listen on."),
+    port: int = typer.Option(8080, help="--view: port (the next free one if taken)."),
 ):
     """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json."""
     from .train import TrainConfig, Trainer
@@ -173,8 +176,48 @@ def train(
                              checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,
                              grow_grad2d=8e-4 if absgrad else 2e-4)  # absgrad sums are larger (AbsGS, gsplat)
         trainer = Trainer.start(config, out)
-    summary = run_with_progress(trainer)
+    live = None
+    if view:
+        from .viewer import Viewer
+        from .viewer.live import LiveTraining
+
+        viewer = Viewer(trainer.store(), [trainer.dataset.cameras[i] for i in trainer.dataset.train],
+                        host=host, port=port, backend=trainer.config.backend)
+        live = LiveTraining(viewer)
+        print(f"viewer: {viewer.url}", file=sys.stderr, flush=True)
+    try:
+        summary = run_with_progress(trainer, on_step=live.after_step if live else None)
+    finally:
+        if live:
+            live.viewer.close()
     typer.echo(json.dumps(summary))
+
+
+@app.command()
+def view(
+    scene: Path = typer.Argument(..., help="A .ply or .splat file, or a training run folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)."),
+    port: int = typer.Option(8080, help="Port (the next free one if taken)."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    client_side: bool = typer.Option(False, "--client-side", help="Send splats to the browser instead of frames."),
+    seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+):
+    """Open the scene in the web viewer (viser) and serve until interrupted."""
+    import time
+
+    from .viewer import Viewer
+
+    store, cams = _scene_and_cameras(scene)
+    viewer = Viewer(store, cams, host=host, port=port, backend=backend, client_side=client_side)
+    print(f"viewer: {viewer.url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        end = time.monotonic() + seconds if seconds is not None else float("inf")
+        while time.monotonic() < end:
+            time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        viewer.close()
 
 
 @app.command("eval")

@@ -18,8 +18,9 @@ def _format(metrics: dict, steps: int, rate: float) -> str:
             f"psnr {metrics['psnr']:.2f}  gaussians {metrics['gaussians']}  {rate:.1f} it/s  eta {eta}")
 
 
-def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None) -> dict:
+def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None, on_step=None) -> dict:
     """Train to the end with a one-line progress bar (on ``stream``, default stderr), then evaluate.
+    ``on_step(trainer, metrics)`` runs after every step (the live viewer's hook).
     Returns a summary dict."""
     stream = stream or sys.stderr
     steps, start = trainer.config.steps, trainer.step
@@ -28,6 +29,8 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
     tty = stream.isatty()
 
     def progress(m: dict) -> None:
+        if on_step is not None:
+            on_step(trainer, m)
         now = time.perf_counter()
         if now - last[0] < (0.2 if tty else 10.0) and m["step"] != steps:
             return
