@@ -33,7 +33,8 @@ class SentFrame:
     camera: Camera
     image: np.ndarray  # [H, W, 3] uint8
     full: bool
-    seconds: float
+    seconds: float  # rendering
+    send_seconds: float = 0.0  # JPEG encoding and queueing for the browser
 
 
 class _ClientLoop:
@@ -107,12 +108,13 @@ class _ClientLoop:
         elif self.camera_stamp != key[0]:
             self.dropped += 1  # the camera moved while this slow full frame rendered
             return
+        t1 = time.perf_counter()
         try:
             self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=85)
         except Exception:  # noqa: BLE001 - the browser went away mid-frame
             return
         self.sent_key = (key, not moving)
-        self.last = SentFrame(cam, image, not moving, seconds)
+        self.last = SentFrame(cam, image, not moving, seconds, time.perf_counter() - t1)
         now = time.perf_counter()
         self.frame_times = [t for t in self.frame_times if now - t < 2.0] + [now]
         self.viewer.report_frame(self)
