@@ -286,6 +286,54 @@ from .cli_edit import edit_app  # noqa: E402
 
 app.add_typer(edit_app, name="edit")
 
+segment_app = typer.Typer(no_args_is_help=True, help="Segmentation: lift label masks to Gaussians, select objects by clicks.")
+app.add_typer(segment_app, name="segment")
+
+
+def _write_labelled(store, run: Path, out: Optional[Path]) -> Path:
+    from .io.scene_files import save_scene
+
+    target = out if out is not None else run / "scene.ply"
+    save_scene(store, target)
+    return target
+
+
+@segment_app.command("masks")
+def segment_masks(
+    run: Path = typer.Argument(..., help="A training run folder."),
+    masks: Path = typer.Option(..., "--masks", help="Folder of label images named like the dataset's images (PNG or .npy; 0 = background)."),
+    bias: float = typer.Option(0.0, help="Added to the background score of each Gaussian (negative favours objects)."),
+    views: str = typer.Option("train", help="train or all: the views whose masks are lifted."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of updating RUN/scene.ply."),
+):
+    """Lift per-view label masks to per-Gaussian labels (stored in the PLY's 'labels')."""
+    from .segment.runs import lift_run_masks
+
+    store, n = lift_run_masks(run, masks, bias, views, backend)
+    target = _write_labelled(store, run, out)
+    counts = {int(k): int(c) for k, c in zip(*store.labels.unique(return_counts=True))}
+    typer.echo(json.dumps({"views": n, "labels": counts, "wrote": str(target)}))
+
+
+@segment_app.command("click")
+def segment_click(
+    run: Path = typer.Argument(..., help="A training run folder."),
+    view: int = typer.Option(..., "--view", help="Index of the clicked view in RUN/cameras.json."),
+    pixel: list[str] = typer.Option(..., "--pixel", help="X,Y in that view's pixels; repeatable."),
+    label: Optional[int] = typer.Option(None, "--label", help="Label for the object (default: the next free one)."),
+    bias: float = typer.Option(0.0, help="Background bias of the solve."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of updating RUN/scene.ply."),
+):
+    """Select the object under the clicked pixel(s) and store it as a label."""
+    from .segment.runs import click_run, parse_pixel
+
+    store, k, n = click_run(run, view, [parse_pixel(p) for p in pixel], label, bias, backend)
+    target = _write_labelled(store, run, out)
+    typer.echo(json.dumps({"label": k, "selected": n, "gaussians": len(store), "wrote": str(target)}))
+
+
 scene_app = typer.Typer(no_args_is_help=True, help="Synthetic scenes with exact ground truth.")
 app.add_typer(scene_app, name="scene")
 

@@ -1,0 +1,271 @@
+"""Click segmentation without model weights.
+
+1. Seed: the clicked pixels' surface points, from the rendered median depth of the view.
+2. In each of a set of views where a seed is visible (rendered depth at its projection
+   agrees with its own depth), a region grows from the seed's pixel over the rendered
+   surface: through neighbouring pixels that are opaque (alpha > 0.5), with no depth jump
+   (relative change below ``jump``), and not into "concave" pixels. Inverse depth is an
+   affine function of the pixel coordinates on any plane, so its Laplacian is zero on
+   planes, negative on convex surfaces, and positive where the surface folds away from
+   the camera: the line where an object meets what it stands on, and the far side of an
+   occlusion boundary. A pixel whose inverse depth lies more than ``concave`` (relative)
+   below the mean of its (2r+1)² neighbourhood stops the growth. Optionally a colour step
+   larger than ``color_step`` stops it too (off by default: textured objects have strong
+   colour edges inside them).
+   Scenes of objects standing on a floor or table get one more cue: the dominant plane of
+   the scene (RANSAC over the opaque Gaussians' centres, kept when it holds at least 15%
+   of them). A region never crosses between plane pixels and off-plane pixels, so a click
+   on an object stops where it meets the floor, and a click on the floor selects the floor.
+3. The regions are lifted with the same solve as label masks (``lift.assign_labels``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..camera import Camera
+from ..errors import SplatError
+from ..render import rasterize
+from ..store import GaussianStore
+from .lift import assign_labels, label_votes
+
+
+@dataclass
+class GrowParams:
+    """Region-growing thresholds (see the module docstring)."""
+
+    jump: float = 0.03
+    concave: float = 0.01
+    radius: int = 2
+    dilate: int = 0  # widen the stopping lines by this many pixels
+    plane: bool = True  # use the scene's dominant plane as a boundary
+    plane_tolerance: float = 0.01  # distance to the plane, as a fraction of the scene radius
+    min_alpha: float = 0.5
+    color_step: float | None = None
+    max_side: int = 128  # views are rendered at most this large for growing and lifting
+    max_views: int = 16
+
+
+@dataclass
+class _Surface:
+    """What a render tells about the visible surface of one view."""
+
+    camera: Camera
+    color: torch.Tensor  # [H, W, 3]
+    alpha: torch.Tensor  # [H, W]
+    depth: torch.Tensor  # [H, W] median depth (0 where the transmittance never reaches 0.5)
+    points: torch.Tensor  # [H, W, 3] camera-space points of the median depth
+
+
+def _pixel_rays(camera: Camera) -> torch.Tensor:
+    """[H, W, 3] camera-space directions with z = 1 through the pixel centres."""
+    K = camera.K.float()
+    v, u = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
+    return torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+
+
+def _surface(store: GaussianStore, camera: Camera, backend: str) -> _Surface:
+    with torch.no_grad():
+        r = rasterize(store, camera, backend=backend, sh_degree=0, contributions=False)
+    alpha = r.alpha[0, ..., 0].float().cpu()
+    median = r.median_depth[0, ..., 0].float().cpu()
+    rays = _pixel_rays(camera)
+    return _Surface(camera, r.color[0].float().cpu(), alpha, median, rays * median[..., None])
+
+
+def concave_pixels(depth: torch.Tensor, radius: int, threshold: float) -> torch.Tensor:
+    """[H, W] bool: pixels whose inverse depth is more than ``threshold`` (relative) below the
+    mean over their (2·radius+1)² neighbourhood (pixels without depth are left out of the mean)."""
+    f = torch.where(depth > 0, 1 / depth.clamp_min(1e-9), torch.zeros_like(depth))[None, None]
+    has = (depth > 0).float()[None, None]
+    k = 2 * radius + 1
+    mean = F.avg_pool2d(f, k, 1, radius) / F.avg_pool2d(has, k, 1, radius).clamp_min(1e-9)
+    return ((mean - f) > threshold * f)[0, 0] & (depth > 0)
+
+
+@dataclass
+class Plane:
+    """n·x + d = 0 in world coordinates; points within ``tolerance`` are on it."""
+
+    normal: torch.Tensor  # [3] float64 unit
+    offset: float
+    tolerance: float
+
+    def distance(self, X: torch.Tensor) -> torch.Tensor:
+        return (X.double() @ self.normal + self.offset).abs()
+
+
+def support_plane(store: GaussianStore, tolerance: float = 0.01, min_share: float = 0.15,
+                  iterations: int = 300, seed: int = 0) -> Plane | None:
+    """The scene's dominant plane: RANSAC over the centres of opaque Gaussians (inlier distance
+    ``tolerance`` × the scene radius), refitted to its inliers; None when it holds fewer
+    than ``min_share`` of them."""
+    from ..render.views import scene_center_radius
+
+    X = store.means.detach().double().cpu()[store.opacities.detach().cpu() > 0.5]
+    if len(X) < 10:
+        return None
+    center, radius = scene_center_radius(store)
+    X = X[(X - center).norm(dim=1) <= radius]
+    tol = tolerance * radius
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(X), (iterations, 3), generator=g)
+    a, b, c = X[idx[:, 0]], X[idx[:, 1]], X[idx[:, 2]]
+    n = torch.linalg.cross(b - a, c - a)
+    ok = n.norm(dim=1) > 1e-12
+    n, a = F.normalize(n[ok], dim=1), a[ok]
+    if not len(n):
+        return None
+    d = -(n * a).sum(1)
+    counts = ((X @ n.T + d).abs() < tol).sum(0)
+    best = int(counts.argmax())
+    inl = X[(X @ n[best] + d[best]).abs() < tol]
+    if len(inl) < min_share * len(X):
+        return None
+    mean = inl.mean(0)
+    normal = torch.linalg.svd(inl - mean, full_matrices=False).Vh[-1]
+    return Plane(normal, float(-(normal @ mean)), tol)
+
+
+def _edge_ok(s: _Surface, blocked: torch.Tensor, a: tuple, b: tuple, p: GrowParams) -> torch.Tensor:
+    """Bool map of whether growth may cross between pixel sets a and b (same shape)."""
+    da, db = s.depth[a], s.depth[b]
+    ok = (s.alpha[a] > p.min_alpha) & (s.alpha[b] > p.min_alpha) & (da > 0) & (db > 0)
+    ok &= (da - db).abs() < p.jump * torch.minimum(da, db)
+    ok &= ~blocked[a] & ~blocked[b]
+    if p.color_step is not None:
+        ok &= (s.color[a] - s.color[b]).norm(dim=-1) < p.color_step
+    return ok
+
+
+def _on_plane(s: _Surface, plane: Plane) -> torch.Tensor:
+    """[H, W] bool: pixels whose surface point lies on ``plane``.
+
+    Rendered depth is biased towards the camera by up to a Gaussian's extent (the
+    transmittance falls at the near side of the footprints), so the plane's offset is
+    re-estimated in each view: the median signed distance of the pixels near the plane,
+    with a window that shrinks to three robust standard deviations."""
+    V = s.camera.viewmat.float()
+    world = (s.points - V[:3, 3]) @ V[:3, :3]  # camera -> world: R^T (p - t)
+    signed = (world.double() @ plane.normal + plane.offset)
+    valid = s.depth > 0
+    centre, window = 0.0, 4 * plane.tolerance
+    for _ in range(3):
+        near = valid & ((signed - centre).abs() < window)
+        if int(near.sum()) < 20:
+            return torch.zeros_like(valid)
+        centre = float(signed[near].median())
+        mad = float((signed[near] - centre).abs().median())
+        window = min(max(3 * 1.4826 * mad, 0.5 * plane.tolerance), 4 * plane.tolerance)
+    return valid & ((signed - centre).abs() < window)
+
+
+def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Plane | None = None) -> torch.Tensor:
+    """[H, W] bool: pixels connected to ``seed_yx`` through crossable edges."""
+    H, W = s.alpha.shape
+    blocked = concave_pixels(s.depth, p.radius, p.concave)
+    if plane is not None:
+        on = _on_plane(s, plane)
+        if on[seed_yx]:
+            blocked = ~on  # the floor was clicked: grow over the plane only
+        else:
+            blocked |= on
+    if p.dilate > 0:
+        k = 2 * p.dilate + 1
+        blocked = F.max_pool2d(blocked.float()[None, None], k, 1, p.dilate)[0, 0] > 0
+    blocked[seed_yx] = False  # a click on a crease still starts somewhere
+    right = _edge_ok(s, blocked, (slice(None), slice(0, W - 1)), (slice(None), slice(1, W)), p)  # [H, W-1]
+    down = _edge_ok(s, blocked, (slice(0, H - 1), slice(None)), (slice(1, H), slice(None)), p)  # [H-1, W]
+    mask = torch.zeros(H, W, dtype=torch.bool)
+    mask[seed_yx] = True
+    while True:
+        new = mask.clone()
+        new[:, 1:] |= mask[:, :-1] & right
+        new[:, :-1] |= mask[:, 1:] & right
+        new[1:] |= mask[:-1] & down
+        new[:-1] |= mask[1:] & down
+        if torch.equal(new, mask):
+            return mask
+        mask = new
+
+
+def _scaled(camera: Camera, max_side: int) -> Camera:
+    scale = min(1.0, max_side / max(camera.width, camera.height))
+    if scale >= 1.0:
+        return camera
+    from ..viewer.frames import scaled_camera
+
+    return scaled_camera(camera, scale)
+
+
+def seed_points(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[float, float]],
+                backend: str = "auto") -> torch.Tensor:
+    """[P, 3] world points under the clicked pixels (x, y in pixels of ``camera``)."""
+    s = _surface(store, camera, backend)
+    out = []
+    for x, y in pixels:
+        if not (0 <= x < camera.width and 0 <= y < camera.height):
+            raise SplatError(f"pixel {x},{y} is outside the {camera.width}x{camera.height} view")
+        yi, xi = int(y), int(x)
+        if s.depth[yi, xi] <= 0 or s.alpha[yi, xi] < 0.5:
+            raise SplatError(f"pixel {x},{y} shows no surface (opacity {float(s.alpha[yi, xi]):.2f})")
+        pc = s.points[yi, xi].double()
+        R, t = camera.viewmat[:3, :3], camera.viewmat[:3, 3]
+        out.append(R.T @ (pc - t))
+    return torch.stack(out)
+
+
+def _project(camera: Camera, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([P, 2] pixel coordinates, [P] depth) of world points."""
+    pc = X @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
+    uv = pc @ camera.K.T
+    return uv[:, :2] / pc[:, 2:3].clamp_min(1e-9), pc[:, 2]
+
+
+def click_masks(store: GaussianStore, seeds: torch.Tensor, cameras: Sequence[Camera], params: GrowParams,
+                backend: str = "auto") -> tuple[list[Camera], list[torch.Tensor]]:
+    """Per view where a seed is visible: (its camera at the growing size, [H, W] 0/1 region)."""
+    cams, masks = [], []
+    plane = support_plane(store, params.plane_tolerance) if params.plane else None
+    step = max(1, math.ceil(len(cameras) / params.max_views))
+    for cam in list(cameras)[::step]:
+        cam = _scaled(cam, params.max_side)
+        s = _surface(store, cam, backend)
+        uv, z = _project(cam, seeds)
+        region = torch.zeros(cam.height, cam.width, dtype=torch.bool)
+        visible = False
+        for (u, v), d in zip(uv.tolist(), z.tolist()):
+            if d <= 0 or not (0 <= u < cam.width and 0 <= v < cam.height):
+                continue
+            yx = (int(v), int(u))
+            if s.depth[yx] <= 0 or abs(float(s.depth[yx]) - d) > params.jump * 2 * d:
+                continue  # occluded here
+            visible = True
+            region |= grow_region(s, yx, params, plane)
+        if visible:
+            cams.append(cam)
+            masks.append(region.long())
+    if not cams:
+        raise SplatError("the clicked point is not visible in any view")
+    return cams, masks
+
+
+def click_select(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[float, float]],
+                 cameras: Sequence[Camera], params: GrowParams | None = None, background_bias: float = 0.0,
+                 backend: str = "auto") -> torch.Tensor:
+    """[N] bool: the Gaussians of the object under the clicked pixels of ``camera``.
+
+    Args:
+        camera: the view that was clicked; pixels are (x, y) in its pixels.
+        cameras: views to grow regions in (e.g. the training cameras).
+    """
+    params = params or GrowParams()
+    seeds = seed_points(store, camera, pixels, backend)
+    cams, masks = click_masks(store, seeds, cameras, params, backend)
+    votes = label_votes(store, cams, masks, num_labels=2, backend=backend)
+    return assign_labels(votes, background_bias) == 1

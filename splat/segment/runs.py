@@ -1,0 +1,113 @@
+"""Segmentation of a training run: label masks from a folder, or clicks in one of its views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import SplatError
+from ..store import GaussianStore
+from .click import GrowParams, click_select
+from .lift import lift_labels
+
+
+def read_label_image(path: Path) -> torch.Tensor:
+    """[H, W] int64 labels from a greyscale PNG (8 or 16 bit) or an integer ``.npy``."""
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            import imageio.v3 as iio
+
+            arr = np.asarray(iio.imread(path))
+    except (OSError, ValueError) as e:
+        raise SplatError(f"{path}: cannot read label image ({str(e).splitlines()[0]})") from None
+    if arr.ndim == 3:
+        if not (arr[..., :1] == arr[..., : min(3, arr.shape[2])]).all():
+            raise SplatError(f"{path}: a colour image; label images hold one integer per pixel")
+        arr = arr[..., 0]
+    if arr.ndim != 2 or arr.dtype.kind not in "iu":
+        raise SplatError(f"{path}: expected a 2D integer image, got {arr.dtype} {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise SplatError(f"{path}: labels must be >= 0")
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def _fit(label: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Nearest-neighbour resize of a label image to the camera's size (downscaled runs)."""
+    if tuple(label.shape) == (height, width):
+        return label
+    ys = torch.arange(height) * label.shape[0] // height
+    xs = torch.arange(width) * label.shape[1] // width
+    return label[ys][:, xs]
+
+
+def _views(dataset, which: str) -> list[int]:
+    if which not in ("train", "all"):
+        raise SplatError(f"views '{which}': use train or all")
+    return list(dataset.train) if which == "train" else list(range(len(dataset)))
+
+
+def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 0.0, views: str = "train",
+                   backend: str = "auto") -> tuple[GaussianStore, int]:
+    """The run's store with labels lifted from ``masks``/<image stem>.png|.npy; and how many views had one."""
+    from ..train.evaluate import load_run
+
+    masks = Path(masks)
+    if not masks.is_dir():
+        raise SplatError(f"{masks}: not a folder of label images")
+    config, dataset, store = load_run(run)
+    cams, labels = [], []
+    for i in _views(dataset, views):
+        stem = dataset.image_paths[i].stem
+        found = next((masks / f"{stem}{ext}" for ext in (".png", ".npy") if (masks / f"{stem}{ext}").is_file()), None)
+        if found is None:
+            continue
+        cam = dataset.cameras[i]
+        cams.append(cam)
+        labels.append(_fit(read_label_image(found), cam.width, cam.height))
+    if not cams:
+        example = dataset.image_paths[dataset.train[0]].stem
+        raise SplatError(f"{masks}: no label image matches the dataset's views (expected names like {example}.png)")
+    return lift_labels(store, cams, labels, background_bias, backend=backend or config.backend), len(cams)
+
+
+def parse_pixel(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SplatError(f"--pixel '{text}': expected X,Y") from None
+    return x, y
+
+
+def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]], label: int | None = None,
+              background_bias: float = 0.0, backend: str = "auto",
+              params: GrowParams | None = None) -> tuple[GaussianStore, int, int]:
+    """The run's store with the clicked object labelled; returns (store, label, count selected).
+
+    ``view`` indexes the run's cameras (``RUN/cameras.json`` order); pixels are (x, y) in
+    that view's pixels. Existing labels are kept elsewhere; without them, the rest is -1.
+    """
+    from ..train.evaluate import load_run
+
+    config, dataset, store = load_run(run)
+    if not 0 <= view < len(dataset):
+        raise SplatError(f"--view {view} is out of range 0..{len(dataset) - 1}")
+    if not pixels:
+        raise SplatError("give at least one --pixel X,Y")
+    cams = [dataset.cameras[i] for i in dataset.train]
+    sel = click_select(store, dataset.cameras[view], pixels, cams, params, background_bias,
+                       backend=backend or config.backend)
+    old = store.labels
+    if label is None:
+        label = int(old.max()) + 1 if old is not None and len(old) and old.max() >= 0 else 1
+    if label < 0:
+        raise SplatError(f"--label {label}: labels are >= 0")
+    new = old.clone() if old is not None else torch.full((len(store),), -1, dtype=torch.int64)
+    new[sel] = label
+    out = store.detach().clone()
+    out.extras["labels"] = new
+    return out, label, int(sel.sum())
