@@ -202,13 +202,16 @@ def view(
     client_side: bool = typer.Option(False, "--client-side", help="Send splats to the browser instead of frames."),
     seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
 ):
-    """Open the scene in the web viewer (viser) and serve until interrupted."""
+    """Open the scene in the web viewer (viser) and serve until interrupted. A click on an object
+    selects it (highlighted); buttons delete it, keep only it, or save it."""
     import time
 
     from .viewer import Viewer
+    from .viewer.select import SelectionTool
 
     store, cams = _scene_and_cameras(scene)
     viewer = Viewer(store, cams, host=host, port=port, backend=backend, client_side=client_side)
+    SelectionTool(viewer, cams)
     print(f"viewer: {viewer.url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         end = time.monotonic() + seconds if seconds is not None else float("inf")

@@ -181,3 +181,45 @@ def test_live_training_in_the_browser_with_pause(tmp_path):
             assert wait_for(lambda: any(l.sent_key and l.sent_key[0][1] == viewer.version for l in viewer.loops.values()), 30)
     finally:
         viewer.close()
+
+
+@pytest.mark.slow
+def test_click_in_the_browser_selects_highlights_and_keeps_an_object(tmp_path):
+    from splat.segment import render_labels
+    from splat.viewer import Viewer
+    from splat.viewer.select import SelectionTool
+    from test_segment import tabletop
+
+    store, truth = tabletop()
+    cam = Camera.look_at((0.0, -4.0, 2.5), (0, 0, 0.3), (0, 0, 1), 45, 640, 480)
+    viewer = Viewer(store, cameras=[cam], port=free_port(), backend="cpu")
+    tool = SelectionTool(viewer)
+    try:
+        with browser() as b:
+            page = b.new_page(viewport={"width": 640, "height": 480})
+            page.goto(viewer.url)
+            assert wait_for(lambda: any(l.last and l.last.full for l in viewer.loops.values()), 60)
+            gt = store.clone()
+            gt.extras["labels"] = truth
+            m = render_labels(gt, cam, backend="cpu")
+            ys, xs = torch.nonzero(m == 1, as_tuple=True)  # the ball
+            j = int(torch.argmin((ys - ys.float().mean()) ** 2 + (xs - xs.float().mean()) ** 2))
+            before = screenshot(page)
+            page.mouse.click(int(xs[j]), int(ys[j]))
+            assert wait_for(lambda: tool.mask is not None, 30), tool.gui_info.content
+            picked = tool.mask
+            assert (truth[picked] == 1).float().mean() > 0.95 and picked.sum() > 0.5 * (truth == 1).sum()
+            # the highlight reaches the screen: the ball turns towards yellow
+            def yellower():
+                shot = screenshot(page).astype(int)
+                y, x = int(ys[j]), int(xs[j])
+                return shot[y, x, 1] - before[y, x, 1] > 40
+            assert wait_for(yellower, 30)
+            tool.save(tmp_path / "ball.ply")
+            from splat.io.ply import load_ply
+
+            assert len(load_ply(tmp_path / "ball.ply")) == int(picked.sum())
+            page.get_by_role("button", name="Keep only selection").click()
+            assert wait_for(lambda: len(viewer.snapshot()[0]) == int(picked.sum()), 30)
+    finally:
+        viewer.close()

@@ -40,7 +40,7 @@ class GrowParams:
     """Region-growing thresholds (see the module docstring)."""
 
     jump: float = 0.03
-    concave: float = 0.01
+    concave: float = 0.006
     radius: int = 2
     dilate: int = 0  # widen the stopping lines by this many pixels
     plane: bool = True  # use the scene's dominant plane as a boundary

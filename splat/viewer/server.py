@@ -60,6 +60,10 @@ class _ClientLoop:
         self.last_move = time.monotonic()
         self.wake.set()
 
+    def current_camera(self) -> Camera | None:
+        """The browser's camera at full size (within the resolution cap), or None before it reports."""
+        return self._camera()
+
     def _camera(self) -> Camera | None:
         cam = self.client.camera
         w, h = int(cam.image_width), int(cam.image_height)
@@ -155,6 +159,7 @@ class Viewer:
         self.client_side = False
         self.client_limit = client_limit
         self.render_fn: Callable[[GaussianStore, Camera, FrameSettings], np.ndarray] = render_frame
+        self.decorate: Callable[[GaussianStore], GaussianStore] = lambda s: s
         self.loops: dict[int, _ClientLoop] = {}
         self.last_error: str | None = None
         _check_host(host)
@@ -173,9 +178,11 @@ class Viewer:
             self.set_client_side(True)
 
     # -- state shared with the render threads -------------------------------------------------
-    def snapshot(self) -> tuple[GaussianStore, FrameSettings]:
+    def snapshot(self, decorated: bool = True) -> tuple[GaussianStore, FrameSettings]:
+        """(store, settings) to render; ``decorated`` applies ``self.decorate`` (the selection highlight)."""
         with self._lock:
-            return self._store, FrameSettings(**vars(self.settings))
+            store, settings = self._store, FrameSettings(**vars(self.settings))
+        return (self.decorate(store) if decorated else store), settings
 
     def set_store(self, store: GaussianStore) -> None:
         """Show a new store (e.g. the trainer's current Gaussians); copied, detached, on the CPU."""

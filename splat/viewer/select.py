@@ -1,0 +1,119 @@
+"""Click-to-select in the viewer: a click on the scene selects the object under it
+(``splat.segment.click_select``), the selection is highlighted, and buttons delete it,
+keep only it, or save it to a file."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from ..store import GaussianStore
+from .server import Viewer
+
+HIGHLIGHT = (1.0, 0.85, 0.0)
+
+
+def highlighted(store: GaussianStore, mask: torch.Tensor) -> GaussianStore:
+    """A copy with the selected Gaussians tinted half-way to yellow, view-dependent colour off."""
+    from ..store import rgb_to_sh_dc
+
+    out = store.clone()
+    rgb = out.rgb[mask].clamp(0, 1)
+    out.sh[mask, 0] = rgb_to_sh_dc(0.5 * rgb + 0.5 * torch.tensor(HIGHLIGHT, dtype=rgb.dtype))
+    out.sh[mask, 1:] = 0
+    return out
+
+
+class SelectionTool:
+    """Adds the "Select object" controls to ``viewer``; ``cameras`` are the views the
+    selection grows in (default: 16 orbit views around the scene)."""
+
+    def __init__(self, viewer: Viewer, cameras=None):
+        self.viewer = viewer
+        self.cameras = list(cameras) if cameras else None
+        self.mask: torch.Tensor | None = None
+        self.busy = threading.Lock()
+        gui = viewer.server.gui
+        with gui.add_folder("Select object"):
+            self.gui_enabled = gui.add_checkbox("Click selects", True)
+            self.gui_delete = gui.add_button("Delete selection", disabled=True)
+            self.gui_keep = gui.add_button("Keep only selection", disabled=True)
+            self.gui_clear = gui.add_button("Clear selection", disabled=True)
+            self.gui_path = gui.add_text("Save to", "selection.ply")
+            self.gui_save = gui.add_button("Save selection", disabled=True)
+            self.gui_info = gui.add_markdown("click an object to select it")
+        self.gui_delete.on_click(lambda _: self.apply(keep=False))
+        self.gui_keep.on_click(lambda _: self.apply(keep=True))
+        self.gui_clear.on_click(lambda _: self.set_mask(None))
+        self.gui_save.on_click(lambda _: self.save(Path(self.gui_path.value)))
+        viewer.server.scene.on_click()(self._clicked)
+        viewer.decorate = self._decorate
+
+    def _decorate(self, store: GaussianStore) -> GaussianStore:
+        m = self.mask
+        return highlighted(store, m) if m is not None and len(m) == len(store) and m.any() else store
+
+    def _clicked(self, event) -> None:
+        if not self.gui_enabled.value or self.viewer.client_side:
+            return
+        loop = self.viewer.loops.get(event.client_id)
+        camera = loop.current_camera() if loop else None
+        if camera is None:
+            return
+        x, y = event.screen_pos
+        threading.Thread(target=self.select_at, args=(camera, (x * camera.width, y * camera.height)), daemon=True).start()
+
+    def select_at(self, camera, pixel) -> None:
+        """Select the object under ``pixel`` (x, y) of ``camera``; errors go to the GUI."""
+        from ..errors import SplatError
+        from ..render.views import default_cameras
+        from ..segment import click_select
+
+        if not self.busy.acquire(blocking=False):
+            return  # one selection at a time
+        try:
+            store, settings = self.viewer.snapshot(decorated=False)
+            cams = self.cameras or default_cameras(store, 16, 128, 128)
+            self.gui_info.content = "selecting ..."
+            try:
+                mask = click_select(store, camera, [pixel], cams, backend=settings.backend)
+            except SplatError as e:
+                self.gui_info.content = f"no selection: {e}"
+                return
+            self.set_mask(mask)
+        finally:
+            self.busy.release()
+
+    def set_mask(self, mask: torch.Tensor | None) -> None:
+        self.mask = mask if mask is not None and mask.any() else None
+        n = 0 if self.mask is None else int(self.mask.sum())
+        for b in (self.gui_delete, self.gui_keep, self.gui_clear, self.gui_save):
+            b.disabled = n == 0
+        self.gui_info.content = f"{n} Gaussians selected" if n else "click an object to select it"
+        self.viewer._changed()
+
+    def apply(self, keep: bool) -> None:
+        """Keep only (``keep``) or delete the selection."""
+        m = self.mask
+        if m is None:
+            return
+        store, _ = self.viewer.snapshot(decorated=False)
+        self.mask = None
+        self.viewer.set_store(store.select(m if keep else ~m))
+        self.set_mask(None)
+
+    def save(self, path: Path) -> None:
+        """Write the selection atomically (.ply or .splat); errors go to the GUI."""
+        from ..errors import SplatError
+        from ..io.scene_files import save_scene
+
+        if self.mask is None:
+            return
+        store, _ = self.viewer.snapshot(decorated=False)
+        try:
+            save_scene(store.select(self.mask), path)
+            self.gui_info.content = f"saved {int(self.mask.sum())} Gaussians to {path}"
+        except SplatError as e:
+            self.gui_info.content = f"not saved: {e}"
