@@ -28,6 +28,15 @@ def front_camera(width: int = 64, height: int = 48, distance: float = 4.0, fov: 
     return splat.Camera.look_at((0.3, -distance, 0.8), (0.0, 0.0, 0.0), (0, 0, 1), fov, width, height)
 
 
+def run_cli(capsys, *args):
+    """Run ``splat ARGS`` in this process: (exit code, stdout, stderr)."""
+    from splat.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture
 def tmp_ply(tmp_path):
     return tmp_path / "scene.ply"

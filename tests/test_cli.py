@@ -2,20 +2,13 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from splat import save_ply, save_cameras_json
-from splat.cli import main
 from splat.camera import orbit_cameras
 from splat.io.images import load_image
-from conftest import random_store
+from conftest import run_cli as run, random_store
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

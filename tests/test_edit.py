@@ -9,12 +9,11 @@ import torch
 import splat
 from splat import edit
 from splat.camera import Camera
-from splat.cli import main
 from splat.io.ply import load_ply, save_ply
 from splat.io.splat_format import load_splat, save_splat
 from splat.render import rasterize
 from splat.render.sh import eval_sh
-from conftest import front_camera, random_store
+from conftest import run_cli as run, front_camera, random_store
 
 XFS = {
     "rotation": edit.Similarity(rotation=(0.8, 0.3, -0.4, 0.34)),
@@ -180,11 +179,6 @@ def test_splat_file_round_trip_within_its_quantisation(tmp_path):
     with pytest.raises(splat.SplatError, match="32-byte"):
         load_splat(tmp_path / "bad.splat")
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from splat.cli import main
+from conftest import run_cli as run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -25,11 +25,6 @@ def object_run(tmp_path_factory):
     Trainer.start(cfg, root / "run").train()
     return data, root / "run"
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_mesh_scores_against_ground_truth(capsys, object_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename.
+"""Atomic file writes (a temporary file in the same folder, fsync, then rename) and input opening.
 
 A reader (or a crash) never sees a partial file: the destination is either the
 previous complete file or the new complete file.
@@ -74,3 +74,17 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def open_input(path: str | os.PathLike, kind: str) -> IO[bytes]:
+    """Open a user's input file for binary reading; a missing file, a folder or an
+    unreadable file is a one-line SplatError naming ``kind`` (e.g. ".ply")."""
+    path = Path(path)
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise SplatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise SplatError(f"{path}: is a folder, expected a {kind} file") from None
+    except OSError as e:
+        raise SplatError(f"{path}: cannot read ({e.strerror})") from None

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import SplatError
 from ..store import GaussianStore
-from .atomic import atomic_write
+from .atomic import atomic_write, open_input
 
 # PLY scalar type names -> little-endian numpy dtype strings
 _PLY_TYPES = {
@@ -119,15 +119,7 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
 
 def read_vertices(path: Path) -> tuple[np.ndarray, list[str]]:
     """The ``vertex`` element of a binary PLY as a structured array, and its property names."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise SplatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SplatError(f"{path}: is a folder, expected a .ply file") from None
-    except OSError as e:
-        raise SplatError(f"{path}: cannot read ({e.strerror})") from None
-    with f:
+    with open_input(path, ".ply") as f:
         elements, endian, header_size = _parse_header(path, f)
         file_size = os.fstat(f.fileno()).st_size
         offset = header_size

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import SplatError
 from ..store import GaussianStore
-from .atomic import write_bytes_atomic
+from .atomic import open_input, write_bytes_atomic
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
 
@@ -48,14 +48,8 @@ def load_splat(path: str | os.PathLike) -> GaussianStore:
             non-positive scales, zero rotations.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SplatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SplatError(f"{path}: is a folder, expected a .splat file") from None
-    except OSError as e:
-        raise SplatError(f"{path}: cannot read ({e.strerror})") from None
+    with open_input(path, ".splat") as f:
+        raw = f.read()
     if len(raw) % RECORD.itemsize:
         raise SplatError(f"{path}: {len(raw)} bytes is not a whole number of 32-byte .splat records")
     rec = np.frombuffer(raw, RECORD)
