@@ -188,8 +188,11 @@ def _read_txt(folder: Path) -> ColmapModel:
         if p.exists():
             rows = [ln.split() for ln in _lines(p)]
             m.points = np.array([[float(v) for v in r[1:4]] for r in rows], dtype=np.float64).reshape(-1, 3)
-            m.colors = np.array([[int(v) for v in r[4:7]] for r in rows], dtype=np.uint8).reshape(-1, 3)
-    except (ValueError, IndexError) as e:
+            cols = np.array([[int(v) for v in r[4:7]] for r in rows], dtype=np.int64).reshape(-1, 3)
+            if cols.size and (cols.min() < 0 or cols.max() > 255):
+                raise SplatError(f"{p}: point colours must be 0..255")
+            m.colors = cols.astype(np.uint8)
+    except (ValueError, IndexError, OverflowError) as e:
         raise SplatError(f"{p}: malformed line ({e})") from None
     return m
 

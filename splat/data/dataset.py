@@ -170,6 +170,10 @@ def every_eighth(n: int) -> tuple[list[int], list[int]]:
 
 def check_images_exist(paths: list[Path]) -> None:
     for p in paths:
-        if not p.is_file():
+        try:
+            found = p.is_file()
+        except OSError as e:  # a name too long for the file system, a bad folder ...
+            raise SplatError(f"image {str(p)[:200]!r}: cannot be looked up ({e.strerror})") from None
+        if not found:
             raise SplatError(f"image {p} is missing")
 

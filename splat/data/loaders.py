@@ -30,11 +30,14 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _resolve_image(base: Path, file_path: str) -> Path:
-    p = (base / file_path).resolve()
-    if p.suffix == "" or not p.exists():
-        for ext in IMAGE_EXTS:  # Blender files name frames without the extension
-            if p.with_name(p.name + ext).is_file():
-                return p.with_name(p.name + ext)
+    try:
+        p = (base / file_path).resolve()
+        if p.suffix == "" or not p.exists():
+            for ext in IMAGE_EXTS:  # Blender files name frames without the extension
+                if p.with_name(p.name + ext).is_file():
+                    return p.with_name(p.name + ext)
+    except (OSError, ValueError) as e:  # a name too long, a NUL byte, ...
+        raise SplatError(f"image {file_path[:200]!r}: cannot be looked up ({getattr(e, 'strerror', None) or e})") from None
     return p
 
 
@@ -43,19 +46,39 @@ def _read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise SplatError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise SplatError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise SplatError(f"{path}: JSON nested too deeply") from None
     except OSError as e:
         raise SplatError(f"{path}: cannot read ({e.strerror})") from None
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data["frames"]:
         raise SplatError(f"{path}: needs a non-empty 'frames' list")
+    if not all(isinstance(fr, dict) for fr in data["frames"]):
+        raise SplatError(f"{path}: every frame must be an object")
     return data
 
 
 def _intrinsics(meta: dict, frame: dict, image: Path, where: str):
     """(K [3, 3], width, height, distortion or None) from a frame, falling back to the file's top level."""
+    try:
+        K, w, h, dist = _intrinsics_values(meta, frame, image, where)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:
+        raise SplatError(f"{where}: bad intrinsics ({str(e).splitlines()[0]})") from None
+    if not (torch.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise SplatError(f"{where}: focal lengths and principal point must be finite, focal lengths > 0")
+    if dist and not all(math.isfinite(v) for v in dist.values()):
+        raise SplatError(f"{where}: distortion coefficients must be finite")
+    return K, w, h, dist
+
+
+def _intrinsics_values(meta: dict, frame: dict, image: Path, where: str):
     get = lambda k: frame.get(k, meta.get(k))  # noqa: E731
     w, h = get("w"), get("h")
     if w is None or h is None:
         w, h = _image_size(image)
+    if isinstance(w, bool) or isinstance(h, bool) or float(w) != int(w) or float(h) != int(h) or int(w) < 1 or int(h) < 1:
+        raise SplatError(f"{where}: image size {w}x{h} must be positive integers")
     w, h = int(w), int(h)
     fx, fy = get("fl_x"), get("fl_y")
     if fx is None:
@@ -90,13 +113,17 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
     for f in files:
         meta = _read_json(f)
         if meta.get("ply_file_path") and points is None:  # nerfstudio: initial points in the poses' world
-            points, colors = load_point_cloud((f.parent / str(meta["ply_file_path"])).resolve())
+            if not isinstance(meta["ply_file_path"], str):
+                raise SplatError(f"{f}: ply_file_path must be a string")
+            points, colors = load_point_cloud((f.parent / meta["ply_file_path"]).resolve())
         split = f.stem.split("_")[-1] if f.stem != "transforms" else None
         for k, frame in enumerate(meta["frames"]):
             where = f"{f} frame {k}"
             if "file_path" not in frame or "transform_matrix" not in frame:
                 raise SplatError(f"{where}: needs file_path and transform_matrix")
-            image = _resolve_image(f.parent, str(frame["file_path"]))
+            if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+                raise SplatError(f"{where}: file_path must be a non-empty string")
+            image = _resolve_image(f.parent, frame["file_path"])
             check_images_exist([image])
             K, w, h, dist = _intrinsics(meta, frame, image, where)
             try:
@@ -108,10 +135,13 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
             split_of.append(split)
             distortion.append(dist)
             for key in ("instance_file_path", "depth_file_path", "mask_path"):
-                if key in frame:
+                if key in frame and isinstance(frame[key], str):
                     extras.setdefault(key.replace("_file_path", "").replace("_path", ""), []).append(
                         (f.parent / frame[key]).resolve())
-        names = {n: set(meta.get(f"{n}_filenames", [])) for n in ("train", "val", "test")}
+        names = {n: meta.get(f"{n}_filenames", []) for n in ("train", "val", "test")}
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names.values()):
+            raise SplatError(f"{f}: train/val/test_filenames must be lists of strings")
+        names = {n: set(v) for n, v in names.items()}
     if any(s is not None for s in split_of):
         train = [i for i, s in enumerate(split_of) if s == "train"]
         test = [i for i, s in enumerate(split_of) if s in ("test", "val")]

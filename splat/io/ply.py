@@ -73,6 +73,8 @@ def _parse_header(path: Path, f) -> tuple[list[tuple[str, int, list[tuple[str, s
         elif words[0] == "property":
             if not elements:
                 raise SplatError(f"{path}: property before any element")
+            if len(words) < 3:
+                raise SplatError(f"{path}: malformed property line '{line}'")
             if words[1] == "list":
                 raise SplatError(f"{path}: list property '{words[-1]}' in element '{elements[-1][0]}' is not supported")
             if len(words) != 3 or words[1] not in _PLY_TYPES:

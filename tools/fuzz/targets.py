@@ -1,0 +1,120 @@
+"""Fuzz targets: every parser a user feeds, each given raw bytes in a scratch folder.
+
+A target returns normally (the input parsed) or raises ``SplatError`` (one line for the
+user); anything else is a bug. Shared by the hypothesis tests (tests/test_fuzz.py) and the
+atheris runs (tools/fuzz/run_atheris.py). ``seeds(folder)`` writes one valid input per target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splat.camera import load_cameras_json, orbit_cameras, save_cameras_json
+from splat.data.colmap import ColmapCamera, ColmapImage, ColmapModel, write_model
+from splat.data.loaders import load_colmap, load_transforms
+from splat.io.ply import load_ply, load_point_cloud, save_point_cloud, save_ply
+from splat.io.splat_format import load_splat, save_splat
+from splat.store import GaussianStore
+
+
+def _store() -> GaussianStore:
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    s = GaussianStore(torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g) * 0.1 - 2,
+                      torch.randn(n, 4, generator=g), torch.randn(n, generator=g), torch.randn(n, 4, 3, generator=g))
+    s.extras["labels"] = torch.arange(n) % 3
+    return s
+
+
+def _model() -> ColmapModel:
+    cams = {1: ColmapCamera("PINHOLE", 8, 6, np.array([5.0, 5.0, 4.0, 3.0])),
+            2: ColmapCamera("OPENCV", 8, 6, np.array([5.0, 5.0, 4.0, 3.0, 0.01, 0.0, 0.0, 0.0]))}
+    imgs = {i: ColmapImage(f"{i:04d}.png", 1 + i % 2, np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 4 + i]))
+            for i in range(1, 4)}
+    return ColmapModel(cams, imgs, np.random.default_rng(0).normal(size=(5, 3)), np.full((5, 3), 128, np.uint8))
+
+
+def _images(folder: Path, names) -> None:
+    import imageio.v3 as iio
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        iio.imwrite(folder / "images" / name, np.full((6, 8, 3), 40 * i, np.uint8))
+
+
+def seeds(folder: Path) -> dict[str, bytes]:
+    """One valid input per target (bytes), written through our own writers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    save_ply(_store(), folder / "s.ply")
+    out["ply"] = (folder / "s.ply").read_bytes()
+    save_point_cloud(folder / "p.ply", np.random.default_rng(1).normal(size=(5, 3)), np.full((5, 3), 0.5))
+    out["ply_points"] = (folder / "p.ply").read_bytes()
+    save_splat(_store(), folder / "s.splat")
+    out["splat"] = (folder / "s.splat").read_bytes()
+    save_cameras_json(orbit_cameras((0, 0, 0), 3, 2, width=8, height=6), folder / "c.json")
+    out["cameras_json"] = (folder / "c.json").read_bytes()
+    cams = orbit_cameras((0, 0, 0), 3, 3, width=8, height=6)
+    out["transforms_json"] = json.dumps({
+        "fl_x": 5.0, "fl_y": 5.0, "cx": 4.0, "cy": 3.0, "w": 8, "h": 6, "k1": 0.01,
+        "frames": [{"file_path": f"images/{i:04d}.png", "transform_matrix": c.opengl_c2w().tolist()}
+                   for i, c in enumerate(cams)]}).encode()
+    for binary, tag in ((True, "bin"), (False, "txt")):
+        write_model(_model(), folder / tag, binary=binary)
+        for name in ("cameras", "images", "points3D"):
+            out[f"colmap_{tag}_{name}"] = (folder / tag / f"{name}.{tag}").read_bytes()
+    return out
+
+
+def _colmap(kind: str, name: str):
+    def target(data: bytes, scratch: Path) -> None:
+        good = seeds_cached(scratch)
+        folder = scratch / f"colmap_{kind}"
+        sparse = folder / "sparse" / "0"
+        if not sparse.is_dir():
+            sparse.mkdir(parents=True)
+            _images(folder, [f"{i:04d}.png" for i in range(1, 4)])
+        for other in ("cameras", "images", "points3D"):
+            (sparse / f"{other}.{kind}").write_bytes(data if other == name else good[f"colmap_{kind}_{other}"])
+        load_colmap(folder)
+    return target
+
+
+_SEEDS: dict[str, dict[str, bytes]] = {}
+
+
+def seeds_cached(scratch: Path) -> dict[str, bytes]:
+    key = str(scratch)
+    if key not in _SEEDS:
+        _SEEDS[key] = seeds(scratch / "seeds")
+    return _SEEDS[key]
+
+
+def _file_target(suffix: str, parse):
+    def target(data: bytes, scratch: Path) -> None:
+        p = scratch / f"input{suffix}"
+        p.write_bytes(data)
+        parse(p)
+    return target
+
+
+def _transforms(data: bytes, scratch: Path) -> None:
+    folder = scratch / "transforms"
+    if not (folder / "images").is_dir():
+        _images(folder, [f"{i:04d}.png" for i in range(3)])
+    (folder / "transforms.json").write_bytes(data)
+    load_transforms(folder / "transforms.json")
+
+
+TARGETS = {
+    "ply": _file_target(".ply", load_ply),
+    "ply_points": _file_target(".ply", load_point_cloud),
+    "splat": _file_target(".splat", load_splat),
+    "cameras_json": _file_target(".json", load_cameras_json),
+    "transforms_json": _transforms,
+    **{f"colmap_{k}_{n}": _colmap(k, n) for k in ("bin", "txt") for n in ("cameras", "images", "points3D")},
+}
