@@ -204,17 +204,25 @@ def test_click_in_the_browser_selects_highlights_and_keeps_an_object(tmp_path):
             m = render_labels(gt, cam, backend="cpu")
             ys, xs = torch.nonzero(m == 1, as_tuple=True)  # the ball
             j = int(torch.argmin((ys - ys.float().mean()) ** 2 + (xs - xs.float().mean()) ** 2))
-            before = screenshot(page)
             page.mouse.click(int(xs[j]), int(ys[j]))
             assert wait_for(lambda: tool.mask is not None, 30), tool.gui_info.content
             picked = tool.mask
             assert (truth[picked] == 1).float().mean() > 0.95 and picked.sum() > 0.5 * (truth == 1).sum()
-            # the highlight reaches the screen: the ball turns towards yellow
-            def yellower():
-                shot = screenshot(page).astype(int)
-                y, x = int(ys[j]), int(xs[j])
-                return shot[y, x, 1] - before[y, x, 1] > 40
-            assert wait_for(yellower, 30)
+            # the highlight reaches the screen: around the click the page shows our render of the
+            # highlighted scene, not the plain one
+            from splat.viewer.select import highlighted
+
+            y, x = int(ys[j]), int(xs[j])
+            patch = (slice(y - 3, y + 4), slice(x - 3, x + 4))
+            plain = render_frame(store, cam, FrameSettings(backend="cpu"))[patch].astype(float)
+            lit = render_frame(highlighted(store, picked), cam, FrameSettings(backend="cpu"))[patch].astype(float)
+            assert np.abs(lit - plain).mean() > 30
+
+            def shows_highlight():
+                shot = screenshot(page)[patch].astype(float)
+                return np.abs(shot - lit).mean() < 0.5 * np.abs(shot - plain).mean()
+
+            assert wait_for(shows_highlight, 60)
             tool.save(tmp_path / "ball.ply")
             from splat.io.ply import load_ply
 

@@ -138,6 +138,7 @@ def server_loop(store, path, backend, seconds, rate=30.0):
     viewer = Viewer(store, path[:1], port=0, backend=backend)
     cam, scene = _FakeCamera(path), _FakeScene()
     loop = _ClientLoop(viewer, SimpleNamespace(camera=cam, scene=scene, client_id=-1))
+    loop._gone = lambda: False  # not a websocket client of the server
     try:
         t0 = time.monotonic()
         i = 0

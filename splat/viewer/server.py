@@ -67,19 +67,26 @@ class _ClientLoop:
     def _camera(self) -> Camera | None:
         cam = self.client.camera
         w, h = int(cam.image_width), int(cam.image_height)
-        if w <= 0 or h <= 0 or self.camera_stamp == 0:
-            return None  # the browser has not reported its camera yet
+        if w <= 0 or h <= 0:
+            return None  # the browser has not reported its camera yet (its first message may
+            # have been handled before this loop subscribed, so the state, not a callback, decides)
         cap = self.viewer.settings.max_side
         if max(w, h) > cap:
             w, h = max(1, round(w * cap / max(w, h))), max(1, round(h * cap / max(w, h)))
         return camera_from_pose(cam.wxyz, cam.position, cam.fov, w, h)
+
+    def _gone(self) -> bool:
+        """True once the browser is no longer connected (a disconnect handled before this
+        loop was registered would otherwise leave it running for ever)."""
+        return self.client.client_id not in self.viewer.server.get_clients()
 
     def _run(self) -> None:
         while not self.stop.is_set():
             moving = time.monotonic() - self.last_move < MOVING_SECONDS
             self.wake.wait(timeout=0.05 if moving else 0.25)
             self.wake.clear()
-            if self.stop.is_set():
+            if self.stop.is_set() or self._gone():
+                self.viewer.forget(self)
                 return
             if self.viewer.client_side:
                 continue
@@ -317,6 +324,12 @@ class Viewer:
         loop = self.loops.pop(client.client_id, None)
         if loop is not None:
             loop.close()
+
+    def forget(self, loop: _ClientLoop) -> None:
+        """Drop a loop whose browser left (called by the loop itself)."""
+        if self.loops.get(loop.client.client_id) is loop:
+            self.loops.pop(loop.client.client_id, None)
+        loop.stop.set()
 
     def report_error(self, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}".splitlines()[0]
