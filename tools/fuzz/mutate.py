@@ -98,7 +98,7 @@ def mutate(seed: bytes, draw, kind: str = "binary") -> bytes:
     return bytes(data)
 
 
-KINDS = {"ply": "binary", "ply_points": "binary", "splat": "binary", "cameras_json": "json",
+KINDS = {"ply": "binary", "ply_foreign": "binary", "ply_points": "binary", "splat": "binary", "cameras_json": "json",
          "transforms_json": "json", "colmap_bin_cameras": "binary", "colmap_bin_images": "binary",
          "colmap_bin_points3D": "binary", "colmap_txt_cameras": "text", "colmap_txt_images": "text",
          "colmap_txt_points3D": "text"}

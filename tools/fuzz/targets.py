@@ -30,6 +30,22 @@ def _store() -> GaussianStore:
     return s
 
 
+def _foreign_ply() -> bytes:
+    """A 3DGS PLY as other tools write it: big-endian doubles, comments, property order of
+    their own, an extra per-vertex field and a trailing face element."""
+    names = ["x", "y", "z", "opacity"] + [f"f_dc_{i}" for i in range(3)] + [f"scale_{i}" for i in range(3)] + \
+            [f"rot_{i}" for i in range(4)] + ["confidence"]
+    rng = np.random.default_rng(2)
+    v = np.zeros(4, dtype=[(n, ">f8") for n in names])
+    for n in names:
+        v[n] = rng.normal(size=4)
+    faces = np.zeros(1, dtype=[("a", ">i4"), ("b", ">i4")])
+    header = ["ply", "format binary_big_endian 1.0", "comment written by another tool", "element vertex 4"]
+    header += [f"property double {n}" for n in names]
+    header += ["element face 1", "property int a", "property int b", "end_header"]
+    return ("\n".join(header) + "\n").encode() + v.tobytes() + faces.tobytes()
+
+
 def _model() -> ColmapModel:
     cams = {1: ColmapCamera("PINHOLE", 8, 6, np.array([5.0, 5.0, 4.0, 3.0])),
             2: ColmapCamera("OPENCV", 8, 6, np.array([5.0, 5.0, 4.0, 3.0, 0.01, 0.0, 0.0, 0.0]))}
@@ -52,6 +68,7 @@ def seeds(folder: Path) -> dict[str, bytes]:
     out = {}
     save_ply(_store(), folder / "s.ply")
     out["ply"] = (folder / "s.ply").read_bytes()
+    out["ply_foreign"] = _foreign_ply()
     save_point_cloud(folder / "p.ply", np.random.default_rng(1).normal(size=(5, 3)), np.full((5, 3), 0.5))
     out["ply_points"] = (folder / "p.ply").read_bytes()
     save_splat(_store(), folder / "s.splat")
@@ -112,6 +129,7 @@ def _transforms(data: bytes, scratch: Path) -> None:
 
 TARGETS = {
     "ply": _file_target(".ply", load_ply),
+    "ply_foreign": _file_target(".ply", load_ply),
     "ply_points": _file_target(".ply", load_point_cloud),
     "splat": _file_target(".splat", load_splat),
     "cameras_json": _file_target(".json", load_cameras_json),
