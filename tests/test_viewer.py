@@ -231,3 +231,13 @@ def test_click_in_the_browser_selects_highlights_and_keeps_an_object(tmp_path):
             assert wait_for(lambda: len(viewer.snapshot()[0]) == int(picked.sum()), 30)
     finally:
         viewer.close()
+
+
+def test_train_view_flag_runs_without_a_browser(tmp_path, capsys):
+    from conftest import gaussian_dataset, run_cli
+
+    gaussian_dataset(tmp_path / "data", views=8, size=32, n=300)
+    code, out, err = run_cli(capsys, "train", tmp_path / "data", "--out", tmp_path / "run", "--steps", 8,
+                             "--backend", "cpu", "--view", "--port", free_port())
+    assert code == 0, err
+    assert "viewer: http://127.0.0.1:" in err and (tmp_path / "run" / "scene.ply").is_file()
