@@ -34,6 +34,7 @@ class SelectionTool:
         self.viewer = viewer
         self.cameras = list(cameras) if cameras else None
         self.mask: torch.Tensor | None = None
+        self._tinted = None  # ((store id, mask id), highlighted store)
         self.busy = threading.Lock()
         gui = viewer.server.gui
         with gui.add_folder("Select object"):
@@ -53,7 +54,12 @@ class SelectionTool:
 
     def _decorate(self, store: GaussianStore) -> GaussianStore:
         m = self.mask
-        return highlighted(store, m) if m is not None and len(m) == len(store) and m.any() else store
+        if m is None or len(m) != len(store) or not m.any():
+            return store
+        key = (id(store), id(m))  # every frame asks: tint once per store and selection
+        if self._tinted is None or self._tinted[0] != key:
+            self._tinted = (key, highlighted(store, m))
+        return self._tinted[1]
 
     def _clicked(self, event) -> None:
         if not self.gui_enabled.value or self.viewer.client_side:
