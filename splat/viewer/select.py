@@ -34,7 +34,7 @@ class SelectionTool:
         self.viewer = viewer
         self.cameras = list(cameras) if cameras else None
         self.mask: torch.Tensor | None = None
-        self._tinted = None  # ((store id, mask id), highlighted store)
+        self._tinted = None  # (store, mask, highlighted store)
         self.busy = threading.Lock()
         gui = viewer.server.gui
         with gui.add_folder("Select object"):
@@ -56,10 +56,10 @@ class SelectionTool:
         m = self.mask
         if m is None or len(m) != len(store) or not m.any():
             return store
-        key = (id(store), id(m))  # every frame asks: tint once per store and selection
-        if self._tinted is None or self._tinted[0] != key:
-            self._tinted = (key, highlighted(store, m))
-        return self._tinted[1]
+        cached = self._tinted  # every frame asks: tint once per store and selection
+        if cached is None or cached[0] is not store or cached[1] is not m:
+            cached = self._tinted = (store, m, highlighted(store, m))
+        return cached[2]
 
     def _clicked(self, event) -> None:
         if not self.gui_enabled.value or self.viewer.client_side:
