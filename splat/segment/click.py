@@ -72,6 +72,8 @@ def _pixel_rays(camera: Camera) -> torch.Tensor:
 def _surface(store: GaussianStore, camera: Camera, backend: str) -> _Surface:
     with torch.no_grad():
         r = rasterize(store, camera, backend=backend, sh_degree=0, contributions=False)
+    if r.median_depth is None:
+        raise SplatError(f"click selection needs median depth, which the {backend} backend does not give")
     alpha = r.alpha[0, ..., 0].float().cpu()
     median = r.median_depth[0, ..., 0].float().cpu()
     rays = _pixel_rays(camera)
