@@ -40,6 +40,8 @@ def label_votes(store: GaussianStore, cameras: Sequence[Camera], label_images: S
             if tuple(m.shape) != (cam.height, cam.width):
                 raise SplatError(f"label image is {m.shape[1]}x{m.shape[0]}, its camera {cam.width}x{cam.height}")
             r = rasterize(store, cam, backend=backend, sh_degree=0, labels=m[None].to(store.device), num_labels=L)
+            if r.label_contributions is None:
+                raise SplatError(f"the {backend} backend gives no label contributions; use cpu, cuda or torch")
             votes += r.label_contributions[0].double().cpu()
     return votes
 
