@@ -241,3 +241,22 @@ def test_train_view_flag_runs_without_a_browser(tmp_path, capsys):
                              "--backend", "cpu", "--view", "--port", free_port())
     assert code == 0, err
     assert "viewer: http://127.0.0.1:" in err and (tmp_path / "run" / "scene.ply").is_file()
+
+
+def test_dataset_cameras_as_frusta_and_bad_hosts():
+    from splat.camera import orbit_cameras
+    from splat.errors import SplatError
+    from splat.viewer import Viewer
+
+    cams = orbit_cameras((0, 0, 0), 4.0, 5, width=64, height=48)
+    viewer = Viewer(scene(), cams, port=free_port(), backend="cpu")
+    try:
+        viewer.show_cameras(True)
+        assert len(viewer._frusta) == 5
+        viewer.show_cameras(False)
+        assert not viewer._frusta
+    finally:
+        viewer.close()
+    for host, message in (("8.8.8.8", "cannot listen there"), ("999.1.1.1", "not an address|timed out")):
+        with pytest.raises(SplatError, match=message):
+            Viewer(scene(), host=host, port=free_port())
