@@ -181,3 +181,16 @@ def test_extra_name_that_cannot_be_stored(tmp_ply):
     s.extras["bad name"] = torch.zeros(2)
     with pytest.raises(SplatError, match="cannot be stored"):
         save_ply(s, tmp_ply)
+
+
+def test_big_endian_doubles_keep_double_precision(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "fuzz"))
+    from targets import _foreign_ply
+
+    p = tmp_path / "foreign.ply"
+    p.write_bytes(_foreign_ply())
+    s = load_ply(p)
+    assert s.dtype == torch.float64 and len(s) == 4 and "confidence" in s.extras

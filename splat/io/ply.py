@@ -174,7 +174,9 @@ def save_point_cloud(path: str | os.PathLike, points: np.ndarray, colors: np.nda
 
 
 def _store_from_vertex(path: Path, data: np.ndarray, names: list[str]) -> GaussianStore:
-    core_dtype = np.float64 if any(data.dtype[n] == np.float64 for n in ("x", "y", "z") if n in names) else np.float32
+    # doubles in either byte order keep double precision
+    core_dtype = np.float64 if any(data.dtype[n].kind == "f" and data.dtype[n].itemsize == 8
+                                   for n in ("x", "y", "z") if n in names) else np.float32
     n_rest = sum(1 for n in names if n.startswith("f_rest_"))
     if n_rest % 3 or (n_rest // 3 + 1) not in (1, 4, 9, 16):
         raise SplatError(f"{path}: {n_rest} f_rest properties; expected 0, 9, 24 or 45 (SH degree 0..3)")
