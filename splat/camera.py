@@ -132,6 +132,10 @@ class Camera:
         K[1] *= height / self.height
         return Camera(K, self.viewmat.clone(), width, height, self.near, self.far)
 
+    def scaled(self, scale: float, min_side: int = 8) -> "Camera":
+        """The same view at ``scale`` × the image size (rounded, at least ``min_side`` pixels a side)."""
+        return self.resized(max(min_side, int(round(self.width * scale))), max(min_side, int(round(self.height * scale))))
+
     def downscaled(self, factor: int) -> "Camera":
         """The camera of this image area-averaged by an integer ``factor`` (trailing
         pixels dropped): K / factor exactly, size // factor."""

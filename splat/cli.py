@@ -11,6 +11,7 @@ import numpy as np
 import typer
 
 from .errors import SplatError
+from .numbers import parse_numbers
 
 # click's base error class, reached through typer's public BadParameter (typer
 # vendors click in recent releases, so the class is not importable by name)
@@ -24,16 +25,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="3D Gaussian Splatting: train, view, edit and segment scenes.",
 )
-
-
-def _parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise SplatError(f"{name}: '{text}' is not {n} comma-separated numbers") from None
-    if len(vals) != n:
-        raise SplatError(f"{name}: expected {n} comma-separated numbers, got {len(vals)}")
-    return vals
 
 
 @app.command()
@@ -91,7 +82,7 @@ def render(
             raise SplatError(f"{name} {v} must be in 1..16384")
     if output not in ("color", "depth", "alpha"):
         raise SplatError(f"--output '{output}' must be color, depth or alpha")
-    bg = _parse_floats(background, 3, "--background")
+    bg = parse_numbers(background, "--background", (3,))
     if not file.exists():
         raise SplatError(f"{file}: no such file or folder")
     store, run_cams = _scene_and_cameras(file)
@@ -170,7 +161,7 @@ def train(
     else:
         if data is None or out is None:
             raise SplatError("train needs DATA and --out (or --resume RUN)")
-        bg = background if background == "random" else list(_parse_floats(background, 3, "--background"))
+        bg = background if background == "random" else list(parse_numbers(background, "--background", (3,)))
         config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=steps or 30_000, strategy=strategy,
                              cap=cap, backend=backend, seed=seed, sh_degree=sh_degree, init_count=init_count,
                              checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,

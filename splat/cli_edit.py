@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from .errors import SplatError
+from .numbers import parse_numbers
 
 edit_app = typer.Typer(no_args_is_help=True, help="Select, crop, delete, transform, recolour, clean, merge, export.")
 
@@ -40,16 +41,6 @@ _OUTPUT_PARAMS = [
 ]
 
 
-def _numbers(text: str, counts: tuple[int, ...], what: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise SplatError(f"{what}: '{text}' is not comma-separated numbers") from None
-    if len(vals) not in counts:
-        raise SplatError(f"{what}: '{text}' has {len(vals)} numbers, expected {' or '.join(map(str, counts))}")
-    return vals
-
-
 def _rgb(text: str) -> tuple[float, ...]:
     t = text.strip()
     if t.startswith("#"):
@@ -59,7 +50,7 @@ def _rgb(text: str) -> tuple[float, ...]:
             return tuple(int(t[i:i + 2], 16) / 255 for i in (1, 3, 5))
         except ValueError:
             raise SplatError(f"--color: '{text}' is not #rrggbb") from None
-    return _numbers(t, (3,), "--color")
+    return parse_numbers(t, "--color", (3,))
 
 
 def _frustum_camera(spec: str):
@@ -83,10 +74,10 @@ def build_selection(box=None, sphere=None, frustum=None, label=None, color=None,
 
     parts = []
     for b in box or []:
-        v = _numbers(b, (6, 10), "--box")
+        v = parse_numbers(b, "--box", (6, 10))
         parts.append(edit.Box(v[:3], v[3:6], v[6:] if len(v) == 10 else (1, 0, 0, 0)))
     for s in sphere or []:
-        v = _numbers(s, (4,), "--sphere")
+        v = parse_numbers(s, "--sphere", (4,))
         parts.append(edit.Sphere(v[:3], v[3]))
     parts += [edit.Frustum(_frustum_camera(f)) for f in frustum or []]
     parts += [edit.Label(k) for k in label or []]
@@ -174,9 +165,9 @@ def _similarity(translate, rotate, quat, scale, pivot, store=None, selection=Non
         raise SplatError("give either --rotate (Euler degrees) or --quat, not both")
     rot = (1.0, 0.0, 0.0, 0.0)
     if rotate is not None:
-        rot = euler_to_quat(_numbers(rotate, (3,), "--rotate"))
+        rot = euler_to_quat(parse_numbers(rotate, "--rotate", (3,)))
     if quat is not None:
-        rot = _numbers(quat, (4,), "--quat")
+        rot = parse_numbers(quat, "--quat", (4,))
     piv = (0.0, 0.0, 0.0)
     if pivot == "center":
         m = (selection.mask(store) if selection is not None else None)
@@ -185,8 +176,8 @@ def _similarity(translate, rotate, quat, scale, pivot, store=None, selection=Non
             raise SplatError("--pivot center: the selection is empty")
         piv = tuple(float(v) for v in pts.double().mean(0))
     elif pivot is not None:
-        piv = _numbers(pivot, (3,), "--pivot")
-    t = _numbers(translate, (3,), "--translate") if translate is not None else (0.0, 0.0, 0.0)
+        piv = parse_numbers(pivot, "--pivot", (3,))
+    t = parse_numbers(translate, "--translate", (3,)) if translate is not None else (0.0, 0.0, 0.0)
     return Similarity(t, rot, scale, piv)
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
 from splat.segment import GrowParams, click_select, lift_labels, render_labels
+from splat.segment.runs import fit_labels, read_label_image
 from splat.train.evaluate import load_run
 
 
@@ -28,13 +28,8 @@ def instance_map(dataset, i: int) -> torch.Tensor:
     paths = dataset.extras.get("instance")
     if not paths:
         raise SystemExit("the dataset has no instance maps (use a generated scene)")
-    m = torch.from_numpy(np.asarray(iio.imread(paths[i])).astype(np.int64))
     cam = dataset.cameras[i]
-    if tuple(m.shape) != (cam.height, cam.width):  # a downscaled run: nearest neighbour
-        ys = (torch.arange(cam.height) * m.shape[0] // cam.height)
-        xs = (torch.arange(cam.width) * m.shape[1] // cam.width)
-        m = m[ys][:, xs]
-    return m
+    return fit_labels(read_label_image(paths[i]), cam.width, cam.height)  # nearest neighbour if downscaled
 
 
 def iou_table(pred: list[torch.Tensor], gt: list[torch.Tensor], objects: list[int], pred_ids=None) -> dict:

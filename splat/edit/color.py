@@ -59,9 +59,6 @@ class ColorGrade:
         b = torch.full((3,), 0.5 * (1 - self.contrast) + self.brightness, dtype=torch.float64)
         return A, b
 
-    def is_identity(self) -> bool:
-        return self == ColorGrade()
-
 
 def grade_sh(sh: torch.Tensor, grade: ColorGrade) -> torch.Tensor:
     """Apply ``grade`` to SH coefficients [N, K, 3]; returns a new tensor."""

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from ..errors import SplatError
+from ..numbers import parse_numbers
 from ..render.reference import quat_to_rotmat
 from ..store import GaussianStore
 from .sh_rotation import rotate_sh
@@ -101,7 +102,7 @@ class Similarity:
             m = re.fullmatch(r"([trqsp])=(.*)", part)
             if not m:
                 raise SplatError(f"transform '{text}': '{part}' is not one of t=, r=, q=, s=, p=")
-            key, vals = m.group(1), _numbers(m.group(2), f"transform '{text}'")
+            key, vals = m.group(1), parse_numbers(m.group(2), f"transform '{text}'")
             need = {"t": 3, "r": 3, "q": 4, "s": 1, "p": 3}[key]
             if len(vals) != need:
                 raise SplatError(f"transform '{text}': {key}= needs {need} numbers, got {len(vals)}")
@@ -116,13 +117,6 @@ class Similarity:
             else:
                 kw["pivot"] = vals
         return cls(**kw)
-
-
-def _numbers(text: str, where: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise SplatError(f"{where}: '{text}' is not comma-separated numbers") from None
 
 
 def transform_gaussians(store: GaussianStore, xf: Similarity) -> GaussianStore:

@@ -198,11 +198,7 @@ def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Pla
 
 def _scaled(camera: Camera, max_side: int) -> Camera:
     scale = min(1.0, max_side / max(camera.width, camera.height))
-    if scale >= 1.0:
-        return camera
-    from ..viewer.frames import scaled_camera
-
-    return scaled_camera(camera, scale)
+    return camera if scale >= 1.0 else camera.scaled(scale)
 
 
 def seed_points(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[float, float]],

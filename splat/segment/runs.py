@@ -36,7 +36,7 @@ def read_label_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
-def _fit(label: torch.Tensor, width: int, height: int) -> torch.Tensor:
+def fit_labels(label: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Nearest-neighbour resize of a label image to the camera's size (downscaled runs)."""
     if tuple(label.shape) == (height, width):
         return label
@@ -68,7 +68,7 @@ def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 
             continue
         cam = dataset.cameras[i]
         cams.append(cam)
-        labels.append(_fit(read_label_image(found), cam.width, cam.height))
+        labels.append(fit_labels(read_label_image(found), cam.width, cam.height))
     if not cams:
         example = dataset.image_paths[dataset.train[0]].stem
         raise SplatError(f"{masks}: no label image matches the dataset's views (expected names like {example}.png)")

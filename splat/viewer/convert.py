@@ -13,21 +13,12 @@ import numpy as np
 import torch
 
 from ..camera import Camera
-
-
-def rotation_from_wxyz(wxyz) -> np.ndarray:
-    """[3, 3] rotation matrix of a (w, x, y, z) quaternion (normalised first)."""
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+from ..render.reference import quat_to_rotmat
 
 
 def camera_from_pose(wxyz, position, fov_y: float, width: int, height: int) -> Camera:
     """Our Camera for a viser pose, vertical field of view (radians) and image size."""
-    R = rotation_from_wxyz(wxyz)
+    R = quat_to_rotmat(torch.as_tensor(np.asarray(wxyz, dtype=np.float64))[None])[0].numpy()
     viewmat = np.eye(4)
     viewmat[:3, :3] = R.T
     viewmat[:3, 3] = -R.T @ np.asarray(position, dtype=np.float64)

@@ -27,16 +27,6 @@ class FrameSettings:
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def scaled_camera(camera: Camera, scale: float) -> Camera:
-    """The same view at ``scale`` × the image size (at least 8 pixels a side)."""
-    w = max(8, int(round(camera.width * scale)))
-    h = max(8, int(round(camera.height * scale)))
-    K = camera.K.clone()
-    K[0] *= w / camera.width
-    K[1] *= h / camera.height
-    return Camera(K, camera.viewmat, w, h, camera.near, camera.far)
-
-
 def render_frame(store: GaussianStore, camera: Camera, settings: FrameSettings) -> np.ndarray:
     """[H, W, 3] uint8 image of ``store`` seen by ``camera`` in the settings' mode.
 

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..camera import Camera
 from ..errors import SplatError
+from ..render.views import scene_center_radius
 from ..store import GaussianStore
 from .convert import camera_from_pose, pose_from_camera
-from .frames import MODES, FrameSettings, ResolutionPolicy, render_frame, scaled_camera
+from .frames import MODES, FrameSettings, ResolutionPolicy, render_frame
 from .splats import CLIENT_LIMIT, client_splats
 
 MOVING_SECONDS = 0.2  # a camera update this recent means the camera is moving
@@ -62,9 +63,6 @@ class _ClientLoop:
 
     def current_camera(self) -> Camera | None:
         """The browser's camera at full size (within the resolution cap), or None before it reports."""
-        return self._camera()
-
-    def _camera(self) -> Camera | None:
         cam = self.client.camera
         w, h = int(cam.image_width), int(cam.image_height)
         if w <= 0 or h <= 0:
@@ -95,7 +93,7 @@ class _ClientLoop:
             if self.sent_key == (key, True) or (moving and self.sent_key == (key, False)):
                 continue  # this view is on screen already
             try:
-                camera = self._camera()
+                camera = self.current_camera()
             except Exception:  # noqa: BLE001 - a camera read during disconnect
                 continue
             if camera is None:
@@ -104,7 +102,7 @@ class _ClientLoop:
 
     def _render_and_send(self, camera: Camera, key, moving: bool) -> None:
         scale = self.policy.scale if moving else 1.0
-        cam = scaled_camera(camera, scale) if scale < 1 else camera
+        cam = camera.scaled(scale) if scale < 1 else camera
         store, settings = self.viewer.snapshot()
         t0 = time.perf_counter()
         try:
@@ -308,7 +306,7 @@ class Viewer:
             return
         import viser.transforms as vtf
 
-        _, radius = _scene_radius(self._store)
+        _, radius = scene_center_radius(self._store)
         for i, cam in enumerate(self.cameras):
             position, _, _, fov = pose_from_camera(cam)
             R = cam.viewmat[:3, :3].numpy().T  # camera -> world, OpenCV axes as viser expects
@@ -380,12 +378,6 @@ def _check_host(host: str) -> None:
                 raise SplatError(f"host '{host}': cannot listen there ({e.strerror})") from None
 
 
-def _scene_radius(store: GaussianStore):
-    from ..render.views import scene_center_radius
-
-    return scene_center_radius(store)
-
-
 def _look_distance(store: GaussianStore, position: np.ndarray) -> float:
-    center, _ = _scene_radius(store)
+    center, _ = scene_center_radius(store)
     return max(float(np.linalg.norm(center.numpy() - position)), 1e-3)
