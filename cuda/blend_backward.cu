@@ -1,7 +1,8 @@
 // Back-to-front VJP of the blend: one block of 16x16 threads per tile, the
 // tile's list walked from each pixel's last Gaussian towards the front, in
-// shared-memory batches. Each Gaussian's gradient is summed over a warp before
-// one atomic add per warp. The per-pixel step is splat/blend.h.
+// shared-memory batches. Each Gaussian's gradients are summed over a warp
+// (warp_sum16) and added by one atomic instruction per warp, its lanes writing
+// neighbouring entries of one packed row. The per-pixel step is splat/blend.h.
 #include "blend_batch.cuh"
 #include "splat/blend.h"
 
@@ -18,8 +19,7 @@ __global__ void __launch_bounds__(THREADS)
                           const int32_t* __restrict__ ids, const T* __restrict__ background,
                           const T* __restrict__ trans_final, const T* __restrict__ depth_sum,
                           const int32_t* __restrict__ last_in, const T* __restrict__ v_color,
-                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth, T* v_abs, T* v_means2d, T* v_conics,
-                          T* v_opacities, T* v_colors, T* v_depths) {
+                          const T* __restrict__ v_alpha, const T* __restrict__ v_depth, T* v_grad, int row) {
     __shared__ Batch<T> s;
     __shared__ int s_max_last;
     const TilePixel tp(width, height);
@@ -83,37 +83,11 @@ __global__ void __launch_bounds__(THREADS)
                 abs_x = fabs(v_mx);
                 abs_y = fabs(v_my);
             }
-            v_mx = warp_sum(v_mx);
-            v_my = warp_sum(v_my);
-            v_ca = warp_sum(v_ca);
-            v_cb = warp_sum(v_cb);
-            v_cc = warp_sum(v_cc);
-            v_o = warp_sum(v_o);
-            v_r = warp_sum(v_r);
-            v_g = warp_sum(v_g);
-            v_b = warp_sum(v_b);
-            v_z = warp_sum(v_z);
-            if (v_abs != nullptr) {  // uniform: requested for the whole launch
-                abs_x = warp_sum(abs_x);
-                abs_y = warp_sum(abs_y);
-                if ((threadIdx.x & 31) == 0) {
-                    atomicAdd(v_abs + 2 * s.id[j], abs_x);
-                    atomicAdd(v_abs + 2 * s.id[j] + 1, abs_y);
-                }
-            }
-            if ((threadIdx.x & 31) == 0) {
-                const int64_t gid = s.id[j];
-                atomicAdd(v_means2d + 2 * gid, v_mx);
-                atomicAdd(v_means2d + 2 * gid + 1, v_my);
-                atomicAdd(v_conics + 3 * gid, v_ca);
-                atomicAdd(v_conics + 3 * gid + 1, v_cb);
-                atomicAdd(v_conics + 3 * gid + 2, v_cc);
-                atomicAdd(v_opacities + gid, v_o);
-                atomicAdd(v_colors + 3 * gid, v_r);
-                atomicAdd(v_colors + 3 * gid + 1, v_g);
-                atomicAdd(v_colors + 3 * gid + 2, v_b);
-                atomicAdd(v_depths + gid, v_z);
-            }
+            // in the order of a packed row (GRAD_* in kernels.h)
+            T v[16] = {v_mx, v_my, v_ca, v_cb, v_cc, v_o, v_r, v_g, v_b, v_z, abs_x, abs_y, 0, 0, 0, 0};
+            const T total = warp_sum16(v);
+            const int lane = int(threadIdx.x) & 31, slot = lane >> 1;
+            if (!(lane & 1) && slot < row) atomicAdd(v_grad + int64_t(s.id[j]) * row + slot, total);
         }
     }
 }
@@ -123,22 +97,22 @@ __global__ void __launch_bounds__(THREADS)
 template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                     const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
-                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
-                    T* v_abs, cudaStream_t stream) {
+                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_grad,
+                    bool absgrad, cudaStream_t stream) {
     (void)N;
     const int tiles = ((width + TILE - 1) / TILE) * ((height + TILE - 1) / TILE) * C;
     if (tiles == 0) return;
     blend_backward_kernel<T><<<tiles, THREADS, 0, stream>>>(p, width, height, ranges, ids, background, trans_final,
-                                                            depth_sum, last, v_color, v_alpha, v_depth, v_abs, v_means2d, v_conics, v_opacities,
-                                                            v_colors, v_depths);
+                                                            depth_sum, last, v_color, v_alpha, v_depth, v_grad,
+                                                            absgrad ? GRAD_ROW_ABS : GRAD_ROW);
 }
 
 template void blend_backward<float>(const ConstProjected<float>&, int, int64_t, int, int, const int32_t*,
                                     const int32_t*, const float*, const float*, const float*, const int32_t*, const float*, const float*,
-                                    const float*, float*, float*, float*, float*, float*, float*, cudaStream_t);
+                                    const float*, float*, bool, cudaStream_t);
 template void blend_backward<double>(const ConstProjected<double>&, int, int64_t, int, int, const int32_t*,
                                      const int32_t*, const double*, const double*, const double*, const int32_t*, const double*, const double*,
-                                     const double*, double*, double*, double*, double*, double*, double*, cudaStream_t);
+                                     const double*, double*, bool, cudaStream_t);
 
 }  // namespace gpu
 }  // namespace splat

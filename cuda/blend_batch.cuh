@@ -39,6 +39,31 @@ template <typename T> __device__ __forceinline__ T warp_sum(T v) {
     return v;
 }
 
+// One step of warp_sum16: a lane keeps HALF of its values (the upper half where
+// its lane bit 2*HALF is set), and adds its partner's copy of those.
+template <int HALF, typename T> __device__ __forceinline__ void fold_half(T (&v)[16], int lane) {
+    const bool upper = lane & (2 * HALF);
+#pragma unroll
+    for (int k = 0; k < HALF; ++k) {
+        const T send = upper ? v[k] : v[k + HALF];
+        const T keep = upper ? v[k + HALF] : v[k];
+        v[k] = keep + __shfl_xor_sync(FULL_MASK, send, 2 * HALF);
+    }
+}
+
+// Sums 16 values over the 32 lanes of a warp with 16 shuffles (16 warp_sums
+// would take 80): each step halves the values a lane keeps and swaps the
+// other half with its partner. Returns, at lane l, the total of value l / 2
+// (lanes 2k and 2k + 1 both hold value k). A fixed tree: the same on every run.
+template <typename T> __device__ __forceinline__ T warp_sum16(T (&v)[16]) {
+    const int lane = int(threadIdx.x) & 31;
+    fold_half<8>(v, lane);
+    fold_half<4>(v, lane);
+    fold_half<2>(v, lane);
+    fold_half<1>(v, lane);
+    return v[0] + __shfl_xor_sync(FULL_MASK, v[0], 1);
+}
+
 // The tile a block works on and the pixel of this thread.
 struct TilePixel {
     int tile, cam, px, py;

@@ -90,15 +90,18 @@ void blend_forward(const ConstProjected<T>& p, int C, int64_t N, int width, int 
                    unsigned long long* label_contrib, cudaStream_t stream);
 
 // Back-to-front VJP of blend_forward, from the gradients of its colour, alpha
-// and depth. Adds into v_* ([C, N, ...], zeroed by the caller); gradients are
-// summed over each warp before one atomic per warp. The background's gradient
-// (sum of T * v_color) is the caller's. v_abs (nullable, [C, N, 2], zeroed): adds each
-// pixel's |d loss / d mean2d| per component (absgrad densification).
+// and depth. Adds into v_grad [C, N, row] (zeroed by the caller), one packed
+// row per (camera, Gaussian) in GRAD_* order; row = GRAD_ROW_ABS when
+// `absgrad` (each pixel's |d loss / d mean2d| per component is added too),
+// else GRAD_ROW. Gradients are summed over each warp before one atomic
+// instruction per warp. The background's gradient (sum of T * v_color) is the caller's.
+enum GradSlot { GRAD_MEAN2D = 0, GRAD_CONIC = 2, GRAD_OPACITY = 5, GRAD_COLOR = 6, GRAD_DEPTH = 9, GRAD_ABS = 10 };
+constexpr int GRAD_ROW = 10, GRAD_ROW_ABS = 12;
 template <typename T>
 void blend_backward(const ConstProjected<T>& p, int C, int64_t N, int width, int height, const int32_t* ranges,
                     const int32_t* ids, const T* background, const T* trans_final, const T* depth_sum,
-                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d,
-                    T* v_conics, T* v_opacities, T* v_colors, T* v_depths, T* v_abs, cudaStream_t stream);
+                    const int32_t* last, const T* v_color, const T* v_alpha, const T* v_depth, T* v_grad, bool absgrad,
+                    cudaStream_t stream);
 
 // Launch-error check: returns the last launch's error string, or null.
 const char* last_error();

@@ -138,8 +138,8 @@ def profile(runner, label: str, reps: int = 5) -> None:
     )
     total = sum(k[0] for k in kernels)
     print(f"-- {runner.name} {label}: device time per forward+backward {total:.3f} ms (kernels and copies)")
-    for ms, count, key in kernels[:12]:
-        if ms > 0:
+    for ms, count, key in kernels[:20]:
+        if ms >= 0.001:
             print(f"   {ms:7.3f} ms  x{count:<3} {key[:90]}")
 
 

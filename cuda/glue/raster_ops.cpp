@@ -134,24 +134,23 @@ std::vector<at::Tensor> rasterize_bwd(const at::Tensor& means2d, const at::Tenso
     check(v_alpha, "v_alpha", at::kCUDA, dt, {C, H, W, 1});
     check(v_depth, "v_depth", at::kCUDA, dt, {C, H, W, 1});
     const auto opt = means2d.options();
-    // summed into by atomics: zeros, never poisoned; one buffer, one memset
-    const int64_t width = absgrad ? 12 : 10;
-    const at::Tensor zeros = at::zeros({C * N * width}, opt);
-    const at::Tensor v_m = zeros.slice(0, 0, 2 * C * N).view({C, N, 2});
-    const at::Tensor v_c = zeros.slice(0, 2 * C * N, 5 * C * N).view({C, N, 3});
-    const at::Tensor v_o = zeros.slice(0, 5 * C * N, 6 * C * N).view({C, N});
-    const at::Tensor v_col = zeros.slice(0, 6 * C * N, 9 * C * N).view({C, N, 3});
-    const at::Tensor v_d = zeros.slice(0, 9 * C * N, 10 * C * N).view({C, N});
+    // summed into by atomics: zeros, never poisoned; one packed row per (camera,
+    // Gaussian), handed on as views (the projection's backward takes them contiguous)
+    const int64_t row = absgrad ? gpu::GRAD_ROW_ABS : gpu::GRAD_ROW;
+    const at::Tensor grad = at::zeros({C, N, row}, opt);
+    const at::Tensor v_m = grad.slice(2, gpu::GRAD_MEAN2D, gpu::GRAD_MEAN2D + 2);
+    const at::Tensor v_c = grad.slice(2, gpu::GRAD_CONIC, gpu::GRAD_CONIC + 3);
+    const at::Tensor v_o = grad.select(2, gpu::GRAD_OPACITY);
+    const at::Tensor v_col = grad.slice(2, gpu::GRAD_COLOR, gpu::GRAD_COLOR + 3);
+    const at::Tensor v_d = grad.select(2, gpu::GRAD_DEPTH);
     // absgrad: sum over pixels of |d loss / d mean2d| per component; empty when not asked for
-    const at::Tensor v_abs = absgrad ? zeros.slice(0, 10 * C * N, 12 * C * N).view({C, N, 2}) : at::empty({0}, opt);
+    const at::Tensor v_abs = absgrad ? grad.slice(2, gpu::GRAD_ABS, gpu::GRAD_ABS + 2) : at::empty({0}, opt);
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         gpu::blend_backward<scalar_t>(
             P.arrays<scalar_t>(), int(C), N, int(W), int(H), ranges.data_ptr<int32_t>(), ids.data_ptr<int32_t>(),
             background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(),
             last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(),
-            v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(),
-            v_c.data_ptr<scalar_t>(), v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(),
-            absgrad ? v_abs.data_ptr<scalar_t>() : nullptr, stream());
+            v_depth.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), absgrad, stream());
         check_launch("rasterize_bwd");
     });
     return {v_m, v_c, v_o, v_col, v_d, v_abs};

@@ -28,12 +28,18 @@ SOURCES = [
 ]
 
 
+_ops = None
+
+
 def load_cuda_extension():
     """Build (once, for the GPU present only) and load the CUDA kernels; returns ``torch.ops.splat_cuda``.
 
     Raises:
         SplatError: no CUDA device, or the build failed.
     """
+    global _ops
+    if _ops is not None:  # called several times per render: the first call did the work
+        return _ops
     if not torch.cuda.is_available():
         raise SplatError("the cuda backend needs a CUDA GPU, and torch sees none")
     # SPLAT_CUDA_NO_FMA=1: no fused multiply-adds, rounding closer to the CPU backend's (slower)
@@ -52,7 +58,8 @@ def load_cuda_extension():
             del os.environ["TORCH_CUDA_ARCH_LIST"]
         else:
             os.environ["TORCH_CUDA_ARCH_LIST"] = saved
-    return torch.ops.splat_cuda
+    _ops = torch.ops.splat_cuda
+    return _ops
 
 
 def _camera_args(cams: list[Camera]):

@@ -74,6 +74,7 @@ SPLAT_HD Projected<T> project_gaussian(const GaussianIn<T>& g, const CameraParam
 template <typename T> struct GaussianGrad {
     T mean[3], log_scale[3], quat[4], logit;
     T* sh;  // [K_sh * 3] written for the first (degree+1)^2 rows, caller zeroes the rest
+    bool sh_accumulate = false;  // add into sh instead of writing (a sum over cameras in place)
 };
 
 // VJP of project_gaussian. `visible` says whether the forward pass kept it
@@ -110,7 +111,7 @@ SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>
         v_cov2d = blur_and_invert_vjp(cov2d, conic, comp, v_conic, v_comp);
         Vec3<T> raw;
         sh_to_color(sh_degree, g.sh, p, cam.campos, raw);
-        sh_to_color_vjp(sh_degree, g.sh, p, cam.campos, raw, v_color, out.sh, v_p);
+        sh_to_color_vjp(sh_degree, g.sh, p, cam.campos, raw, v_color, out.sh, v_p, out.sh_accumulate);
     } else {
         v_pc.z = 0;
     }

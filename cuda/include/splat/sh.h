@@ -93,10 +93,11 @@ SPLAT_HD Vec3<T> sh_to_color(int degree, const T* coeffs, const Vec3<T>& mean, c
     return {s_max(raw.x, T(0)), s_max(raw.y, T(0)), s_max(raw.z, T(0))};
 }
 
-// VJP of sh_to_color: v_color -> v_coeffs (written, K x 3) and v_mean (accumulated).
+// VJP of sh_to_color: v_color -> v_coeffs ((degree+1)^2 x 3, written, or added
+// to when `accumulate`) and v_mean (accumulated).
 template <typename T>
 SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, const Vec3<T>& campos, const Vec3<T>& raw,
-                              const Vec3<T>& v_color, T* v_coeffs, Vec3<T>& v_mean) {
+                              const Vec3<T>& v_color, T* v_coeffs, Vec3<T>& v_mean, bool accumulate = false) {
     // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
     const T vr = raw.x >= 0 ? v_color.x : T(0), vg = raw.y >= 0 ? v_color.y : T(0), vb = raw.z >= 0 ? v_color.z : T(0);
     T inv;
@@ -105,9 +106,15 @@ SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, 
     sh_basis(degree, d, b);
     const int n = (degree + 1) * (degree + 1);
     for (int k = 0; k < n; ++k) {
-        v_coeffs[3 * k + 0] = b[k] * vr;
-        v_coeffs[3 * k + 1] = b[k] * vg;
-        v_coeffs[3 * k + 2] = b[k] * vb;
+        if (accumulate) {
+            v_coeffs[3 * k + 0] += b[k] * vr;
+            v_coeffs[3 * k + 1] += b[k] * vg;
+            v_coeffs[3 * k + 2] += b[k] * vb;
+        } else {
+            v_coeffs[3 * k + 0] = b[k] * vr;
+            v_coeffs[3 * k + 1] = b[k] * vg;
+            v_coeffs[3 * k + 2] = b[k] * vb;
+        }
     }
     if (degree < 1) return;
     Vec3<T> g[16];
