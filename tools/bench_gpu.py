@@ -151,6 +151,9 @@ def main() -> None:
     ap.add_argument("--mode", default="classic", choices=["classic", "antialiased"])
     ap.add_argument("--no-gsplat", action="store_true", help="time our backend only")
     ap.add_argument("--profile", metavar="HxW:N", help="also print the CUDA kernel times of one forward+backward")
+    ap.add_argument("--nudge", metavar="HxW:N",
+                    help="also render each backend with every mean moved by one float32 ulp: how far an image "
+                         "moves under the smallest change of its input (alpha's 1/255 cut-off is a step)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible to torch")
@@ -175,10 +178,13 @@ def main() -> None:
             fwd = cuda_time(r.forward, args.reps)
             fb = cuda_time(r.forward_backward, args.reps)
             mem = peak_mib(r.forward_backward)
-            diff = (r.forward() - ours_img).abs().max().item() if r is not runners[0] else 0.0
-            rows.append((f"{h}x{w}", int(n), r.name, fwd, fb, mem, diff))
+            err = (r.forward() - ours_img).abs().amax(-1) if r is not runners[0] else torch.zeros(1)
+            diff, over = err.max().item(), int((err > 1e-3).sum())  # largest, and pixels above 1e-3
+            rows.append((f"{h}x{w}", int(n), r.name, fwd, fb, mem, diff, over))
             print(f"{h}x{w} N={n} {r.name}: forward {fwd:.2f} ms, fwd+bwd {fb:.2f} ms, peak {mem:.0f} MiB, "
-                  f"max |diff| vs ours {diff:.2e}", flush=True)
+                  f"max |diff| vs ours {diff:.2e}, pixels above 1e-3: {over}, 99.99th percentile "
+                  f"{err.flatten().float().quantile(0.9999).item() if err.numel() < 2**24 else float('nan'):.1e}",
+                  flush=True)
         del store, runners, ours_img
         torch.cuda.empty_cache()
     if args.profile:
@@ -188,14 +194,26 @@ def main() -> None:
         runners = [Ours(store, cam, args.mode)] + ([Gsplat(store, cam, args.mode, packed=False)] if gsplat_ok else [])
         for r in runners:
             profile(r, f"{size} N={n}")
+    if args.nudge:
+        size, n = args.nudge.split(":")
+        h, w = (int(v) for v in size.split("x"))
+        store, cam = bench_scene(int(n)), bench_camera(h, w)
+        nudged = store.clone()
+        nudged.means = torch.nextafter(store.means, torch.full_like(store.means, float("inf")))
+        makers = [lambda s: Ours(s, cam, args.mode)] + ([lambda s: Gsplat(s, cam, args.mode, False)] if gsplat_ok else [])
+        for make in makers:
+            before, after = make(store), make(nudged)
+            err = (after.forward() - before.forward()).abs().amax(-1)
+            print(f"-- {before.name} {size} N={n}, means moved by one ulp: max |change| {err.max().item():.2e}, "
+                  f"pixels above 1e-3: {int((err > 1e-3).sum())}", flush=True)
     print()
-    print(f"{'size':>10} {'N':>8} {'backend':>14} {'fwd ms':>8} {'fwd+bwd ms':>10} {'peak MiB':>9} {'max|diff|':>9} {'fwd ratio':>9} {'f+b ratio':>9}")
-    for size, n, name, fwd, fb, mem, diff in rows:
+    print(f"{'size':>10} {'N':>8} {'backend':>14} {'fwd ms':>8} {'fwd+bwd ms':>10} {'peak MiB':>9} {'max|diff|':>9} {'px>1e-3':>7} {'fwd ratio':>9} {'f+b ratio':>9}")
+    for size, n, name, fwd, fb, mem, diff, over in rows:
         best = [r for r in rows if r[0] == size and r[1] == n and r[2].startswith("gsplat")]
         ref_f = min((r[3] for r in best), default=float("nan"))
         ref_fb = min((r[4] for r in best), default=float("nan"))
         ratio = f"{fwd / ref_f:9.2f} {fb / ref_fb:9.2f}" if name == "splat" and best else f"{'':9} {'':9}"
-        print(f"{size:>10} {n:>8} {name:>14} {fwd:8.2f} {fb:10.2f} {mem:9.0f} {diff:9.1e} {ratio}")
+        print(f"{size:>10} {n:>8} {name:>14} {fwd:8.2f} {fb:10.2f} {mem:9.0f} {diff:9.1e} {over:7d} {ratio}")
     print("ratios: ours / the faster gsplat variant (below 1 = faster than gsplat)")
 
 

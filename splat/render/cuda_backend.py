@@ -42,8 +42,11 @@ def load_cuda_extension():
         return _ops
     if not torch.cuda.is_available():
         raise SplatError("the cuda backend needs a CUDA GPU, and torch sees none")
-    # SPLAT_CUDA_NO_FMA=1: no fused multiply-adds, rounding closer to the CPU backend's (slower)
+    # SPLAT_CUDA_NO_FMA=1: no fused multiply-adds, rounding closer to the CPU backend's (slower);
+    # SPLAT_CUDA_FAST_MATH=1: --use_fast_math as gsplat builds (approximate exp and division:
+    # further from the reference, closer to gsplat's rounding)
     cuda_flags = ["-O3"] + (["-fmad=false"] if os.environ.get("SPLAT_CUDA_NO_FMA") == "1" else [])
+    cuda_flags += ["--use_fast_math"] if os.environ.get("SPLAT_CUDA_FAST_MATH") == "1" else []
     major, minor = torch.cuda.get_device_capability()
     arch = os.environ.get("TORCH_CUDA_ARCH_LIST") or f"{major}.{minor}"
     saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
