@@ -363,11 +363,14 @@ def scene_generate(
 def sfm(
     photos: Path = typer.Argument(..., help="Folder of photos (.jpg/.png)."),
     out: Path = typer.Argument(..., help="Dataset folder to create (COLMAP layout)."),
+    camera_model: str = typer.Option("SIMPLE_RADIAL", "--camera-model",
+                                     help="COLMAP camera model shared by all photos: SIMPLE_PINHOLE, PINHOLE, "
+                                          "SIMPLE_RADIAL, RADIAL or OPENCV."),
 ):
     """Photos -> camera poses with pycolmap (SIFT, matching, mapping, undistortion)."""
     from .data.sfm import run_sfm
 
-    run_sfm(photos, out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    run_sfm(photos, out, log=lambda m: print(m, file=sys.stderr, flush=True), camera_model=camera_model)
 
 
 @scene_app.command("list")

@@ -17,14 +17,23 @@ from .loaders import IMAGE_EXTS
 EXHAUSTIVE_UP_TO = 100  # images; sequential matching beyond
 
 
-def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = print, min_registered: int = 3) -> Path:
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+
+
+def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = print, min_registered: int = 3,
+            camera_model: str = "SIMPLE_RADIAL") -> Path:
     """Estimate poses for the photos in ``photos`` and write a COLMAP dataset to ``out``.
+
+    All photos share one camera of ``camera_model`` (COLMAP's name; SIMPLE_RADIAL,
+    COLMAP's default, has one distortion term; SIMPLE_PINHOLE for undistorted images).
 
     Raises:
         SplatError: no photos, ``out`` not empty, or too few images registered.
     """
     import pycolmap
 
+    if camera_model not in CAMERA_MODELS:
+        raise SplatError(f"camera model '{camera_model}' is unknown (use one of {', '.join(CAMERA_MODELS)})")
     photos, out = Path(photos), Path(out)
     if not photos.is_dir():
         raise SplatError(f"photos folder {photos} does not exist")
@@ -38,16 +47,18 @@ def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = pr
     db = work / "database.db"
     t0 = time.perf_counter()
     reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "SIMPLE_RADIAL"  # COLMAP's default: one distortion term, stable
+    reader.camera_model = camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    # affine-adapted SIFT: surfaces seen at grazing angles still match (on the generated
+    # 30-view tabletop at 400 px: median track 3x longer, worst view 0.4 degrees against 1.7-2.2)
+    extraction.sift.estimate_affine_shape = True
     log(f"sfm: extracting SIFT features from {len(names)} images ...")
     pycolmap.extract_features(db, photos, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
-                              reader_options=reader, device=pycolmap.Device.cpu)
+                              reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     kind = "exhaustive" if len(names) <= EXHAUSTIVE_UP_TO else "sequential"
     log(f"sfm: {kind} matching ({time.perf_counter() - t0:.0f} s so far) ...")
-    if kind == "exhaustive":
-        pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
-    else:
-        pycolmap.match_sequential(db, device=pycolmap.Device.cpu)
+    match = pycolmap.match_exhaustive if kind == "exhaustive" else pycolmap.match_sequential
+    match(db, device=pycolmap.Device.cpu)
     log(f"sfm: incremental mapping ({time.perf_counter() - t0:.0f} s so far) ...")
     sparse = work / "sparse"
     sparse.mkdir(exist_ok=True)
