@@ -69,6 +69,18 @@ def test_colmap_round_trip(scene, tmp_path, binary):
         assert torch.allclose(cam.K, by_name[p.name].K)
 
 
+def test_colmap_zero_quaternion_is_one_line(scene, tmp_path):
+    colmap_copy(scene, tmp_path, binary=False)
+    images = tmp_path / "sparse" / "0" / "images.txt"
+    lines = images.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    f = lines[first].split()
+    lines[first] = " ".join([f[0], "0", "0", "0", "0", *f[5:]])
+    images.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SplatError, match=f"COLMAP image '{f[9]}': its rotation quaternion .* is not a rotation"):
+        load_dataset(tmp_path, normalize=False)
+
+
 def test_colmap_written_is_read_by_pycolmap(scene, tmp_path):
     pycolmap = pytest.importorskip("pycolmap")
     ref = colmap_copy(scene, tmp_path, binary=True)

@@ -59,7 +59,10 @@ class ColmapImage:
 
     def viewmat(self) -> np.ndarray:
         """[4, 4] world -> camera."""
-        w, x, y, z = self.qvec / np.linalg.norm(self.qvec)
+        norm = np.linalg.norm(self.qvec)
+        if not (np.isfinite(norm) and norm > 0):
+            raise SplatError(f"COLMAP image {self.name!r}: its rotation quaternion {self.qvec.tolist()} is not a rotation")
+        w, x, y, z = self.qvec / norm
         R = np.array([
             [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
             [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
