@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "splat/blend.h"
 #include "splat/tiles.h"
@@ -136,56 +137,93 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
     }
 }
 
+// Visible Gaussians (radii > 0) front to back: ascending depth, ties by index.
+// A stable LSD radix sort on the depth's bits (positive floats order as their
+// bits), started from index order: the same order as sorting (depth, index).
+template <typename T>
+std::vector<int32_t> depth_order(int64_t N, const T* depths, const int32_t* radii) {
+    using Key = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+    std::vector<Key> keys, keys_tmp;
+    std::vector<int32_t> order, order_tmp;
+    for (int64_t i = 0; i < N; ++i)
+        if (radii[i] > 0) {
+            Key k;
+            std::memcpy(&k, &depths[i], sizeof(T));
+            keys.push_back(k);
+            order.push_back(int32_t(i));
+        }
+    const size_t M = keys.size();
+    keys_tmp.resize(M);
+    order_tmp.resize(M);
+    for (int shift = 0; shift < int(8 * sizeof(Key)); shift += 8) {
+        size_t count[257] = {};
+        for (size_t m = 0; m < M; ++m) count[((keys[m] >> shift) & 0xff) + 1]++;
+        if (count[((keys.empty() ? 0 : keys[0]) >> shift & 0xff) + 1] == M) continue;  // one digit: already in order
+        for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
+        for (size_t m = 0; m < M; ++m) {
+            const size_t pos = count[(keys[m] >> shift) & 0xff]++;
+            keys_tmp[pos] = keys[m];
+            order_tmp[pos] = order[m];
+        }
+        keys.swap(keys_tmp);
+        order.swap(order_tmp);
+    }
+    return order;
+}
+
 template <typename T>
 void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* extents, const T* depths,
                    const int32_t* radii, int width, int height, TileBins& bins) {
     std::vector<int32_t>& offsets = bins.offsets;
     std::vector<int32_t>& ids = bins.ids;
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
-    // sort by (depth, index): unique keys, so the order is the same on every run
-    std::vector<std::pair<T, int32_t>> keys;
-    keys.reserve(N);
-    for (int64_t i = 0; i < N; ++i)
-        if (radii[i] > 0) keys.emplace_back(depths[i], int32_t(i));
-    std::sort(keys.begin(), keys.end());
-    const size_t M = keys.size();
     std::vector<int32_t>& order = bins.order;
-    order.resize(M);
-    std::vector<int32_t> range(4 * M);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < int64_t(M); ++m) {
-        const int32_t g = keys[m].second;
-        order[m] = g;
-        tile_box(means2d[2 * g], means2d[2 * g + 1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, range[4 * m],
-                 range[4 * m + 1], range[4 * m + 2], range[4 * m + 3]);
-    }
-    // the tiles of a Gaussian's box that its ellipse meets (shared with the CUDA binning)
-    auto meets = [&](size_t m, int tx, int ty) {
+    order = depth_order(N, depths, radii);
+    const int64_t M = int64_t(order.size());
+    // the tiles of each Gaussian's box that its ellipse meets (the test shared with the
+    // CUDA binning), Gaussian-major in (ty, tx) order: counted, then written, in parallel
+    std::vector<int32_t> g_count(M + 1, 0);
+    auto for_each_tile = [&](int64_t m, auto&& visit) {
         const int32_t g = order[m];
-        return ellipse_meets_tile(conics[3 * g], conics[3 * g + 1], conics[3 * g + 2], sigma_limit(opacities[g]),
-                                  means2d[2 * g], means2d[2 * g + 1], tx * TILE, ty * TILE);
+        int x0, x1, y0, y1;
+        tile_box(means2d[2 * g], means2d[2 * g + 1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, x0, x1, y0,
+                 y1);
+        const T level = sigma_limit(opacities[g]);
+        for (int ty = y0; ty <= y1; ++ty)
+            for (int tx = x0; tx <= x1; ++tx)
+                if (ellipse_meets_tile(conics[3 * g], conics[3 * g + 1], conics[3 * g + 2], level, means2d[2 * g],
+                                       means2d[2 * g + 1], tx * TILE, ty * TILE))
+                    visit(ty * tiles_x + tx);
     };
-    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
-    for (size_t m = 0; m < M; ++m)
-        for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
-            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx)
-                if (meets(m, tx, ty)) offsets[size_t(ty) * tiles_x + tx + 1]++;
-    std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
-    ids.resize(offsets.back());
-    bins.g_pairs.resize(offsets.back());
-    bins.g_offsets.assign(M + 1, 0);
-    std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
-    int32_t q = 0;
-    for (size_t m = 0; m < M; ++m) {
-        for (int ty = range[4 * m + 2]; ty <= range[4 * m + 3]; ++ty)
-            for (int tx = range[4 * m]; tx <= range[4 * m + 1]; ++tx) {
-                if (!meets(m, tx, ty)) continue;
-                const int32_t pos = fill[size_t(ty) * tiles_x + tx]++;
-                ids[pos] = order[m];
-                bins.g_pairs[q++] = pos;  // the inverse: Gaussian-major list of its pairs
-            }
-        bins.g_offsets[m + 1] = q;
+#pragma omp parallel for schedule(dynamic, 256)
+    for (int64_t m = 0; m < M; ++m) {
+        int32_t n = 0;
+        for_each_tile(m, [&](int) { ++n; });
+        g_count[m + 1] = n;
     }
+    std::vector<int32_t>& g_offsets = bins.g_offsets;
+    g_offsets.resize(M + 1);
+    std::partial_sum(g_count.begin(), g_count.end(), g_offsets.begin());
+    const int32_t pairs = g_offsets[M];
+    std::vector<int32_t> g_tile(pairs);  // the tile of each Gaussian-major pair
+#pragma omp parallel for schedule(dynamic, 256)
+    for (int64_t m = 0; m < M; ++m) {
+        int32_t q = g_offsets[m];
+        for_each_tile(m, [&](int tile) { g_tile[q++] = tile; });
+    }
+    // tile-major lists by a counting sort, stable in depth order; g_pairs is its inverse
+    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
+    for (int32_t q = 0; q < pairs; ++q) offsets[g_tile[q] + 1]++;
+    std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+    ids.resize(pairs);
+    bins.g_pairs.resize(pairs);
+    std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
+    for (int64_t m = 0; m < M; ++m)
+        for (int32_t q = g_offsets[m]; q < g_offsets[m + 1]; ++q) {
+            const int32_t pos = fill[g_tile[q]]++;
+            ids[pos] = order[m];
+            bins.g_pairs[q] = pos;
+        }
 }
 
 // Per-Gaussian sums of per-pair values, in parallel over Gaussians; each sums its
