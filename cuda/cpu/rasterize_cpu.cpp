@@ -37,7 +37,7 @@ constexpr int MAX_CHUNKS = TILE * TILE / CHUNK;
 // row order: seg_p the tile-local index of the chunk's first pixel, seg_x the
 // pixel x of its first pixel (tx0 + column), seg_dy the row's pixel-centre dy.
 // The row spans are computed for all rows at once (a vector loop), then the
-// list is built without branches. Returns the count.
+// list is read off a bit mask of the live chunks. Returns the count.
 template <typename T>
 int collect_chunks(const RowSpans<T>& spans, int py0, int py1, int tx0, int ty0, int tw, int* seg_p, T* seg_x, T* seg_dy) {
     static_assert(TILE == 2 * CHUNK, "two chunks per tile row");
@@ -52,15 +52,18 @@ int collect_chunks(const RowSpans<T>& spans, int py0, int py1, int tx0, int ty0,
         hi[r] = x1 - T(tx0);
         dys[r] = dy;
     }
+    // one bit per chunk (bit 2r + c / CHUNK), set where the row's span meets the chunk;
+    // then the set bits in order (a serial list built chunk by chunk was the cost here)
+    uint32_t live = 0;
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < TILE; c += CHUNK)
+            live |= uint32_t((lo[r] <= T(c + CHUNK - 1)) & (hi[r] >= T(c)) & (c < tw)) << (2 * r + c / CHUNK);
     int n = 0;
-    for (int r = 0; r < rows; ++r) {
-        const int row = (py0 + r - ty0) * TILE;
-        for (int c = 0; c < TILE; c += CHUNK) {
-            seg_p[n] = row + c;
-            seg_x[n] = T(tx0 + c);
-            seg_dy[n] = dys[r];
-            n += (lo[r] <= T(c + CHUNK - 1)) & (hi[r] >= T(c)) & (c < tw);
-        }
+    for (; live != 0; live &= live - 1, ++n) {
+        const int bit = __builtin_ctz(live), r = bit >> 1, c = (bit & 1) * CHUNK;
+        seg_p[n] = (py0 + r - ty0) * TILE + c;
+        seg_x[n] = T(tx0 + c);
+        seg_dy[n] = dys[r];
     }
     return n;
 }

@@ -21,6 +21,16 @@ constexpr double T_MIN = 1e-4;              // stop before T would fall below th
 constexpr double EPS2D = 0.3;               // low-pass added to 2D covariances (px^2)
 constexpr int TILE = 16;                    // tile edge in pixels
 
+// a * b + c rounded once where the target has fused multiply-adds (fewer and
+// shorter dependent steps in the polynomial below), else rounded twice
+SPLAT_HD float mul_add(float a, float b, float c) {
+#if defined(__FMA__) || defined(__CUDA_ARCH__)
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
 // exp for float on the host: Cephes' polynomial (max relative error ~1.2e-7),
 // written with plain arithmetic so that loops over pixels vectorise; libm's
 // expf is an opaque call. On the device the hardware expf is used.
@@ -31,12 +41,12 @@ SPLAT_HD float exp_poly(float x) {
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    p = mul_add(p, r, 1.3981999507e-3f);
+    p = mul_add(p, r, 8.3334519073e-3f);
+    p = mul_add(p, r, 4.1665795894e-2f);
+    p = mul_add(p, r, 1.6666665459e-1f);
+    p = mul_add(p, r, 5.0000001201e-1f);
+    p = mul_add(p * r, r, r) + 1.0f;
     union { int i; float f; } scale;
     scale.i = (int(n) + 127) << 23;
     return p * scale.f;
