@@ -140,6 +140,8 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
     }
 }
 
+namespace {
+
 // Visible Gaussians (radii > 0) front to back: ascending depth, ties by index.
 // A stable LSD radix sort on the depth's bits (positive floats order as their
 // bits), started from index order: the same order as sorting (depth, index).
@@ -173,6 +175,8 @@ std::vector<int32_t> depth_order(int64_t N, const T* depths, const int32_t* radi
     }
     return order;
 }
+
+}  // namespace
 
 template <typename T>
 void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* extents, const T* depths,
