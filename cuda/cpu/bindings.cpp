@@ -162,13 +162,13 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
     });
     // the tile lists go back to Python, which keeps them for the backward pass
     std::vector<torch::Tensor> lists;
-    for (const std::vector<int32_t>* v : {&bins.offsets, &bins.ids, &bins.order, &bins.g_offsets, &bins.g_pairs}) {
+    for (const std::vector<int32_t>* v : {&bins.offsets, &bins.ids, &bins.masks, &bins.order, &bins.g_offsets, &bins.g_pairs}) {
         auto t = torch::empty({int64_t(v->size())}, torch::kInt);
         std::copy(v->begin(), v->end(), t.data_ptr<int32_t>());
         lists.push_back(t);
     }
     return {color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, median_depth,
-            lists[0], lists[1], lists[2], lists[3], lists[4]};
+            lists[0], lists[1], lists[2], lists[3], lists[4], lists[5]};
 }
 
 std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opacities,
@@ -184,19 +184,20 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
     check(depth_sum, "depth_sum", dt, {H, W, 1});
     check(background, "background", dt, {3});
     check(last, "last", at::kInt, {H, W});
-    TORCH_CHECK(lists.size() == 5, "tile lists: expected 5 tensors");
-    const char* names[5] = {"tile_offsets", "tile_ids", "order", "gaussian_offsets", "gaussian_pairs"};
-    for (int i = 0; i < 5; ++i) check(lists[i], names[i], at::kInt, {-1});
-    const torch::Tensor &offsets = lists[0], &ids = lists[1];
+    TORCH_CHECK(lists.size() == 6, "tile lists: expected 6 tensors");
+    const char* names[6] = {"tile_offsets", "tile_ids", "chunk_masks", "order", "gaussian_offsets", "gaussian_pairs"};
+    for (int i = 0; i < 6; ++i) check(lists[i], names[i], at::kInt, {-1});
+    const torch::Tensor &offsets = lists[0], &ids = lists[1], &masks = lists[2];
     check(v_color, "v_color", dt, {H, W, 3});
     check(v_alpha, "v_alpha", dt, {H, W, 1});
     check(v_depth, "v_depth", dt, {H, W, 1});
     const int64_t tiles = ((W + splat::TILE - 1) / splat::TILE) * ((H + splat::TILE - 1) / splat::TILE);
     TORCH_CHECK(offsets.size(0) == tiles + 1, "tile_offsets does not match the image size");
-    TORCH_CHECK(lists[4].size(0) == ids.size(0) && lists[3].size(0) == lists[2].size(0) + 1, "tile lists are inconsistent");
-    const splat::cpu::BinsView bins = {offsets.data_ptr<int32_t>(), ids.data_ptr<int32_t>(), lists[2].data_ptr<int32_t>(),
-                                       lists[3].data_ptr<int32_t>(), lists[4].data_ptr<int32_t>(), tiles, ids.size(0),
-                                       lists[2].size(0)};
+    TORCH_CHECK(masks.size(0) == ids.size(0) && lists[5].size(0) == ids.size(0) && lists[4].size(0) == lists[3].size(0) + 1,
+                "tile lists are inconsistent");
+    const splat::cpu::BinsView bins = {offsets.data_ptr<int32_t>(), ids.data_ptr<int32_t>(), masks.data_ptr<int32_t>(),
+                                       lists[3].data_ptr<int32_t>(), lists[4].data_ptr<int32_t>(),
+                                       lists[5].data_ptr<int32_t>(), tiles, ids.size(0), lists[3].size(0)};
     auto opt = means2d.options();
     auto v_m = out({N, 2}, opt), v_c = out({N, 3}, opt), v_o = out({N}, opt);
     auto v_col = out({N, 3}, opt), v_d = out({N}, opt), v_abs = out({N, 2}, opt);

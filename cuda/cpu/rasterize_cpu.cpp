@@ -22,7 +22,7 @@ template <typename T> GaussianIn<T> gaussian_in(int64_t i, const T* means, const
 
 // Pixel rows of a tile that a Gaussian can reach: its screen box plus one pixel of
 // margin (beyond the box alpha < 1/255 mathematically; the margin absorbs rounding).
-// Columns come from the ellipse's row spans (collect_chunks).
+// Columns come from the ellipse's row spans (chunk_mask).
 template <typename T>
 void pixel_rows(const T* m, const T* e, int ty0, int th, int& py0, int& py1) {
     py0 = std::max(ty0, int(s_floor(m[1] - e[1] - T(1.5))));
@@ -32,38 +32,34 @@ void pixel_rows(const T* m, const T* e, int ty0, int th, int& py0, int& py1) {
 constexpr int CHUNK = 8;  // pixels per inner loop: one AVX2 vector of floats
 
 constexpr int MAX_CHUNKS = TILE * TILE / CHUNK;
+static_assert(MAX_CHUNKS == 32, "a tile's chunks are the bits of one uint32_t");
 
-// The chunks (CHUNK pixels of one row) of a tile that a Gaussian can reach, in
-// row order: seg_p the tile-local index of the chunk's first pixel, seg_x the
-// pixel x of its first pixel (tx0 + column), seg_dy the row's pixel-centre dy.
-// The row spans are computed for all rows at once (a vector loop), then the
-// list is read off a bit mask of the live chunks. Returns the count.
+// The chunks (CHUNK pixels of one row) of the tile at (tx0, ty0) that a Gaussian
+// can reach, as a bit mask: bit 2 r + c / CHUNK for tile-local row r and column c.
+// Rows come from the screen box (pixel_rows), columns from the row spans of the
+// ellipse; lo / hi hold the spans of the tile's rows py0 .. py1 (from row py0).
+// Binning computes the masks once; both blend passes read them (chunk_list).
 template <typename T>
-int collect_chunks(const RowSpans<T>& spans, int py0, int py1, int tx0, int ty0, int tw, int* seg_p, T* seg_x, T* seg_dy) {
-    static_assert(TILE == 2 * CHUNK, "two chunks per tile row");
-    const int rows = py1 - py0 + 1;
-    if (rows <= 0) return 0;
-    T dys[TILE], lo[TILE], hi[TILE];
-    for (int r = 0; r < TILE; ++r) {  // all rows at once: a vector loop
-        const T dy = T(py0 + r) + T(0.5) - spans.my;
-        T x0, x1;
-        spans.columns_f(dy, x0, x1);
-        lo[r] = x0 - T(tx0);  // tile-local columns; empty rows have lo > hi
-        hi[r] = x1 - T(tx0);
-        dys[r] = dy;
-    }
-    // one bit per chunk (bit 2r + c / CHUNK), set where the row's span meets the chunk;
-    // then the set bits in order (a serial list built chunk by chunk was the cost here)
+uint32_t chunk_mask(const T* lo, const T* hi, int py0, int py1, int tx0, int ty0, int tw) {
     uint32_t live = 0;
-    for (int r = 0; r < rows; ++r)
+    for (int r = 0; r <= py1 - py0; ++r)
         for (int c = 0; c < TILE; c += CHUNK)
-            live |= uint32_t((lo[r] <= T(c + CHUNK - 1)) & (hi[r] >= T(c)) & (c < tw)) << (2 * r + c / CHUNK);
+            live |= uint32_t((lo[r] <= T(tx0 + c + CHUNK - 1)) & (hi[r] >= T(tx0 + c)) & (c < tw))
+                    << (2 * (py0 - ty0 + r) + c / CHUNK);
+    return live;
+}
+
+// A chunk mask as a list, in row order: seg_p the tile-local index of the chunk's
+// first pixel, seg_x the pixel x of its first pixel, seg_dy the row's pixel-centre
+// dy from the mean (my). Returns the count.
+template <typename T>
+int chunk_list(uint32_t live, int tx0, int ty0, T my, int* seg_p, T* seg_x, T* seg_dy) {
     int n = 0;
     for (; live != 0; live &= live - 1, ++n) {
         const int bit = __builtin_ctz(live), r = bit >> 1, c = (bit & 1) * CHUNK;
-        seg_p[n] = (py0 + r - ty0) * TILE + c;
+        seg_p[n] = r * TILE + c;
         seg_x[n] = T(tx0 + c);
-        seg_dy[n] = dys[r];
+        seg_dy[n] = T(ty0 + r) + T(0.5) - my;
     }
     return n;
 }
@@ -87,6 +83,20 @@ Loaded<T> load(int32_t g, const T* means2d, const T* conics, const T* opacities,
     L.color[2] = colors[3 * g + 2];
     L.depth = depths[g];
     return L;
+}
+
+// A tile's list visits Gaussians in depth order, scattered in memory, so their
+// values missed the cache at the start of every pair (~9 % of the blend passes'
+// time). The passes ask for the values of the pair PREFETCH_AHEAD entries on.
+constexpr int PREFETCH_AHEAD = 2;
+
+template <typename T>
+void prefetch_gaussian(int32_t g, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths) {
+    __builtin_prefetch(means2d + 2 * g);
+    __builtin_prefetch(conics + 3 * g);
+    __builtin_prefetch(opacities + g);
+    __builtin_prefetch(colors + 3 * g);
+    __builtin_prefetch(depths + g);
 }
 
 }  // namespace
@@ -187,25 +197,33 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     std::vector<int32_t>& order = bins.order;
     order = depth_order(N, depths, radii);
     const int64_t M = int64_t(order.size());
-    // the tiles of each Gaussian's box that its ellipse meets (the test shared with the
-    // CUDA binning), Gaussian-major in (ty, tx) order: counted, then written, in parallel
+    // the tiles of each Gaussian's box where it can reach a pixel, with their chunk
+    // masks, Gaussian-major in (ty, tx) order: counted, then written, in parallel
     std::vector<int32_t> g_count(M + 1, 0);
     auto for_each_tile = [&](int64_t m, auto&& visit) {
         const int32_t g = order[m];
+        const T* mean = means2d + 2 * g;
         int x0, x1, y0, y1;
-        tile_box(means2d[2 * g], means2d[2 * g + 1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, x0, x1, y0,
-                 y1);
-        const T level = sigma_limit(opacities[g]);
-        for (int ty = y0; ty <= y1; ++ty)
-            for (int tx = x0; tx <= x1; ++tx)
-                if (ellipse_meets_tile(conics[3 * g], conics[3 * g + 1], conics[3 * g + 2], level, means2d[2 * g],
-                                       means2d[2 * g + 1], tx * TILE, ty * TILE))
-                    visit(ty * tiles_x + tx);
+        tile_box(mean[0], mean[1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, x0, x1, y0, y1);
+        const RowSpans<T> spans({conics[3 * g], conics[3 * g + 1], conics[3 * g + 2]}, {mean[0], mean[1]}, opacities[g]);
+        for (int ty = y0; ty <= y1; ++ty) {
+            const int ty0 = ty * TILE;
+            int py0, py1;
+            pixel_rows(mean, extents + 2 * g, ty0, std::min(TILE, height - ty0), py0, py1);
+            if (py1 < py0) continue;
+            T lo[TILE], hi[TILE];
+            for (int r = 0; r < TILE; ++r)  // the tile row's spans at once: a vector loop
+                spans.columns_f(T(py0 + r) + T(0.5) - spans.my, lo[r], hi[r]);
+            for (int tx = x0; tx <= x1; ++tx) {
+                const uint32_t mask = chunk_mask(lo, hi, py0, py1, tx * TILE, ty0, std::min(TILE, width - tx * TILE));
+                if (mask != 0) visit(ty * tiles_x + tx, mask);
+            }
+        }
     };
 #pragma omp parallel for schedule(dynamic, 256)
     for (int64_t m = 0; m < M; ++m) {
         int32_t n = 0;
-        for_each_tile(m, [&](int) { ++n; });
+        for_each_tile(m, [&](int, uint32_t) { ++n; });
         g_count[m + 1] = n;
     }
     std::vector<int32_t>& g_offsets = bins.g_offsets;
@@ -213,22 +231,28 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     std::partial_sum(g_count.begin(), g_count.end(), g_offsets.begin());
     const int32_t pairs = g_offsets[M];
     std::vector<int32_t> g_tile(pairs);  // the tile of each Gaussian-major pair
+    std::vector<uint32_t> g_mask(pairs);  // and its chunk mask
 #pragma omp parallel for schedule(dynamic, 256)
     for (int64_t m = 0; m < M; ++m) {
         int32_t q = g_offsets[m];
-        for_each_tile(m, [&](int tile) { g_tile[q++] = tile; });
+        for_each_tile(m, [&](int tile, uint32_t mask) {
+            g_tile[q] = tile;
+            g_mask[q++] = mask;
+        });
     }
     // tile-major lists by a counting sort, stable in depth order; g_pairs is its inverse
     offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
     for (int32_t q = 0; q < pairs; ++q) offsets[g_tile[q] + 1]++;
     std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
     ids.resize(pairs);
+    bins.masks.resize(pairs);
     bins.g_pairs.resize(pairs);
     std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
     for (int64_t m = 0; m < M; ++m)
         for (int32_t q = g_offsets[m]; q < g_offsets[m + 1]; ++q) {
             const int32_t pos = fill[g_tile[q]]++;
             ids[pos] = order[m];
+            bins.masks[pos] = int32_t(g_mask[q]);
             bins.g_pairs[q] = pos;
         }
 }
@@ -268,6 +292,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
     const int64_t num_tiles = int64_t(tiles_x) * tiles_y;
     const int32_t* offsets = bins.offsets;
     const int32_t* ids = bins.ids;
+    const int32_t* masks = bins.masks;
     const size_t pairs = size_t(bins.pairs);
     std::vector<T> pair_w(pairs, T(0));
     std::vector<T> pair_label(labels ? pairs * size_t(num_labels) : 0, T(0));
@@ -293,15 +318,14 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
         const int32_t start = offsets[t], end = offsets[t + 1];
         for (int32_t k = start; k < end && n_live > 0; ++k) {
             const int32_t g = ids[k];
+            if (k + PREFETCH_AHEAD < end)
+                prefetch_gaussian(ids[k + PREFETCH_AHEAD], means2d, conics, opacities, colors, depths);
             const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
-            int py0, py1;
-            pixel_rows(means2d + 2 * g, extents + 2 * g, ty0, th, py0, py1);
             const int32_t entry = k - start + 1;
-            const RowSpans<T> spans(L.conic, L.mean2d, L.opacity);
             T w_lane[CHUNK] = {}, stop_lane[CHUNK] = {};
             const T ent = T(entry);
             // the chunks of 8 pixels this Gaussian can reach in this tile
-            const int nseg = collect_chunks(spans, py0, py1, tx0, ty0, tw, seg_p, seg_x, seg_dy);
+            const int nseg = chunk_list(uint32_t(masks[k]), tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy);
             // phase 1: alphas, independent across chunks (keeps the exp pipelines full)
             for (int sgi = 0; sgi < nseg; ++sgi)
                 for (int i = 0; i < CHUNK; ++i)
@@ -373,6 +397,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     const int tiles_x = (width + TILE - 1) / TILE;
     const int32_t* offsets = bins.offsets;
     const int32_t* ids = bins.ids;
+    const int32_t* masks = bins.masks;
     const int64_t num_tiles = bins.num_tiles;
     const size_t pairs = size_t(bins.pairs);
     constexpr int NG = 12;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1, |mean2d| 2
@@ -383,8 +408,8 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
         const int tw = std::min(TILE, width - tx0), th = std::min(TILE, height - ty0);
         constexpr int P = TILE * TILE;
         // incoming gradients and back-walk state per pixel (phantom pixels: last = 0)
-        T g0[P] = {}, g1[P] = {}, g2[P] = {}, gd[P] = {}, ga[P] = {}, tf[P] = {};
-        T trans[P] = {}, s0[P] = {}, s1[P] = {}, s2[P] = {}, sd[P] = {}, lst[P] = {};
+        T g0[P] = {}, g1[P] = {}, g2[P] = {}, gd[P] = {}, gk[P] = {};
+        T trans[P] = {}, S[P] = {}, lst[P] = {};
         // per-Gaussian chunk list, falloffs, alphas and alpha gradients
         int seg_p[MAX_CHUNKS];
         T seg_x[MAX_CHUNKS], seg_dy[MAX_CHUNKS], gbuf[MAX_CHUNKS][CHUNK], abuf[MAX_CHUNKS][CHUNK], vbuf[MAX_CHUNKS][CHUNK];
@@ -396,27 +421,28 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 g0[p] = v_color[3 * pix];
                 g1[p] = v_color[3 * pix + 1];
                 g2[p] = v_color[3 * pix + 2];
-                tf[p] = trans[p] = trans_final[pix];
-                pixel_finish_vjp(v_color + 3 * pix, v_alpha[pix], v_depth[pix], tf[p], depth_sum[pix], background, gd[p], ga[p]);
+                trans[p] = trans_final[pix];
+                T ga;
+                pixel_finish_vjp(v_color + 3 * pix, v_alpha[pix], v_depth[pix], trans[p], depth_sum[pix], background, gd[p], ga);
+                gk[p] = ga * trans[p];
                 lst[p] = T(last[pix]);
                 max_last = std::max(max_last, last[pix]);
             }
         const int32_t start = offsets[t];
         for (int32_t j = max_last - 1; j >= 0; --j) {
             const int32_t k = start + j, g = ids[k];
+            if (j >= PREFETCH_AHEAD)
+                prefetch_gaussian(ids[k - PREFETCH_AHEAD], means2d, conics, opacities, colors, depths);
             const T jt = T(j);
             const Loaded<T> L = load(g, means2d, conics, opacities, colors, depths);
             // plain locals: the vectoriser does not look through struct members here
             const Sym2<T> conic = L.conic;
             const T op = L.opacity, mx = L.mean2d.x, cr = L.color[0], cg = L.color[1], cb = L.color[2], z = L.depth;
-            int py0, py1;
-            pixel_rows(means2d + 2 * g, extents + 2 * g, ty0, th, py0, py1);
-            const RowSpans<T> spans(conic, L.mean2d, op);
             // per-lane gradient sums, added up in a fixed order at the end
             T l_ca[CHUNK] = {}, l_cb[CHUNK] = {}, l_cc[CHUNK] = {}, l_mx[CHUNK] = {}, l_my[CHUNK] = {};
             T l_o[CHUNK] = {}, l_c0[CHUNK] = {}, l_c1[CHUNK] = {}, l_c2[CHUNK] = {}, l_z[CHUNK] = {};
             T l_ax[CHUNK] = {}, l_ay[CHUNK] = {};  // sums of each pixel's |d loss / d mean2d| (absgrad)
-            const int nseg = collect_chunks(spans, py0, py1, tx0, ty0, tw, seg_p, seg_x, seg_dy);
+            const int nseg = chunk_list(uint32_t(masks[k]), tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy);
             // phase 1: falloff and alpha, independent across chunks
             for (int sgi = 0; sgi < nseg; ++sgi)
                 for (int i = 0; i < CHUNK; ++i) {
@@ -432,16 +458,13 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                     // a pixel that ended before this Gaussian, or skips it, sees alpha 0:
                     // no state change, no gradient
                     const T a = jt < lst[p] ? abuf[sgi][i] : T(0);
-                    T tr = trans[p], a0 = s0[p], a1 = s1[p], a2 = s2[p], ad = sd[p], w;
-                    T va = blend_step_vjp_s(g0[p], g1[p], g2[p], gd[p], ga[p], tf[p], tr, a0, a1, a2, ad, a, cr, cg, cb,
-                                            z, w);
+                    const T gc = g0[p] * cr + g1[p] * cg + g2[p] * cb + gd[p] * z;
+                    T tr = trans[p], sp = S[p], w;
+                    T va = blend_step_vjp_dot(gc, gk[p], tr, sp, a, w);
                     va = a > T(0) ? va : T(0);
                     vbuf[sgi][i] = alpha_grad_passes(op, gbuf[sgi][i]) ? va : T(0);
                     trans[p] = tr;
-                    s0[p] = a0;
-                    s1[p] = a1;
-                    s2[p] = a2;
-                    sd[p] = ad;
+                    S[p] = sp;
                     l_c0[i] += w * g0[p];
                     l_c1[i] += w * g1[p];
                     l_c2[i] += w * g2[p];

@@ -24,10 +24,12 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
                       T* v_means, T* v_log_scales, T* v_quats, T* v_logits, T* v_sh);
 
 // Tile lists and their inverse. Gaussians with radius > 0 are sorted by (depth,
-// index) and appended to every tile of their screen box that their ellipse meets.
+// index) and appended to every tile of their screen box where their ellipse
+// (alpha >= 1/255, widened against rounding) reaches a pixel row of the box.
 struct TileBins {
     std::vector<int32_t> offsets;    // [tiles + 1]: the pairs of tile t are [offsets[t], offsets[t+1])
     std::vector<int32_t> ids;        // [pairs]: the Gaussian of each pair (tile-major, front to back)
+    std::vector<int32_t> masks;      // [pairs]: the chunks of 8 pixels the pair's Gaussian reaches (bits)
     std::vector<int32_t> order;      // [M]: visible Gaussians front to back
     std::vector<int32_t> g_offsets;  // [M + 1]: the pairs of order[m] are g_pairs[g_offsets[m] .. g_offsets[m+1])
     std::vector<int32_t> g_pairs;    // [pairs]
@@ -35,12 +37,12 @@ struct TileBins {
 
 // The same, read-only, over raw arrays (what the backward pass gets back).
 struct BinsView {
-    const int32_t *offsets, *ids, *order, *g_offsets, *g_pairs;
+    const int32_t *offsets, *ids, *masks, *order, *g_offsets, *g_pairs;
     int64_t num_tiles, pairs, M;
 };
 
 inline BinsView view(const TileBins& b) {
-    return {b.offsets.data(), b.ids.data(), b.order.data(), b.g_offsets.data(), b.g_pairs.data(),
+    return {b.offsets.data(), b.ids.data(), b.masks.data(), b.order.data(), b.g_offsets.data(), b.g_pairs.data(),
             int64_t(b.offsets.size()) - 1, int64_t(b.ids.size()), int64_t(b.order.size())};
 }
 

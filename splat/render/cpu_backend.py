@@ -43,7 +43,7 @@ class _Blend(torch.autograd.Function):
         color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, median, *lists = ext.rasterize_fwd(
             means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels
         )
-        # lists: tile offsets, tile ids, depth order, per-Gaussian pair lists (for the backward pass)
+        # lists: tile offsets, tile ids, chunk masks, depth order, per-Gaussian pair lists (for the backward pass)
         ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, background, trans_final, depth_sum, last,
                               *lists)
         ctx.mark_non_differentiable(contrib, label_contrib, median)

@@ -175,6 +175,21 @@ SPLAT_HD T blend_step_vjp_s(T g0, T g1, T g2, T gd, T ga, T T_final, T& trans, T
     return v_alpha;
 }
 
+// The same step with the back-walk state folded into one number. The incoming
+// gradients are fixed per pixel, so the sums behind enter v_alpha only through
+// S = g0 s0 + g1 s1 + g2 s2 + gd sd:  v_alpha = Ti gc + (k - S) / (1 - alpha), with
+// gc = g0 c0 + g1 c1 + g2 c2 + gd depth for this Gaussian and k = ga T_final.
+// Two state values per pixel instead of five (CPU loops keep the state in memory).
+template <typename T> SPLAT_HD T blend_step_vjp_dot(T gc, T k, T& trans, T& S, T alpha, T& w) {
+    const T ra = T(1) / (T(1) - alpha);
+    const T Ti = trans * ra;  // transmittance before this Gaussian
+    w = alpha * Ti;
+    const T v_alpha = Ti * gc + (k - S) * ra;
+    S += w * gc;
+    trans = Ti;
+    return v_alpha;
+}
+
 // The same over the structs (for per-pixel kernels).
 template <typename T>
 SPLAT_HD T blend_step_vjp(const PixelGrad<T>& g, PixelBack<T>& st, T alpha, const T* color, T depth, T* v_color, T& v_depth) {
