@@ -57,8 +57,11 @@ def run_stages(ext, params, cam, size: int, background: torch.Tensor):
     color, depth_sum, trans_final, last, lists = out[0], out[3], out[4], out[5], out[9:]
     t2 = time.perf_counter()
     ones, zeros = torch.ones_like(color), torch.zeros_like(trans_final)
-    grads = ext.rasterize_bwd(means2d, conics, opac, colors, depths, extents, lists, background, trans_final,
-                              depth_sum, last, ones, zeros, zeros)
+    args = (means2d, conics, opac, colors, depths, extents, lists, background, trans_final, depth_sum, last, ones,
+            zeros, zeros)
+    if "arg14" in (ext.rasterize_bwd.__doc__ or ""):  # builds with the absgrad switch: off, as in training
+        args += (False,)
+    grads = ext.rasterize_bwd(*args)
     t3 = time.perf_counter()
     ext.project_bwd(*params, *cam_args, 3, False, radii, *grads[:5])
     t4 = time.perf_counter()

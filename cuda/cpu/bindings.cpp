@@ -175,7 +175,8 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
                                          torch::Tensor colors, torch::Tensor depths, torch::Tensor extents,
                                          std::vector<torch::Tensor> lists, torch::Tensor background,
                                          torch::Tensor trans_final, torch::Tensor depth_sum, torch::Tensor last,
-                                         torch::Tensor v_color, torch::Tensor v_alpha, torch::Tensor v_depth) {
+                                         torch::Tensor v_color, torch::Tensor v_alpha, torch::Tensor v_depth,
+                                         bool absgrad) {
     Projection P{means2d, conics, opacities, colors, depths, extents};
     P.check_all();
     const int64_t N = P.N(), H = trans_final.size(0), W = trans_final.size(1);
@@ -200,7 +201,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
                                        lists[5].data_ptr<int32_t>(), tiles, ids.size(0), lists[3].size(0)};
     auto opt = means2d.options();
     auto v_m = out({N, 2}, opt), v_c = out({N, 3}, opt), v_o = out({N}, opt);
-    auto v_col = out({N, 3}, opt), v_d = out({N}, opt), v_abs = out({N, 2}, opt);
+    auto v_col = out({N, 3}, opt), v_d = out({N}, opt), v_abs = out({absgrad ? N : 0, 2}, opt);
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
@@ -208,7 +209,8 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
             bins, int(W), int(H), background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(),
             depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(),
             v_alpha.data_ptr<scalar_t>(), v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),
-            v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(), v_abs.data_ptr<scalar_t>());
+            v_o.data_ptr<scalar_t>(), v_col.data_ptr<scalar_t>(), v_d.data_ptr<scalar_t>(),
+            absgrad ? v_abs.data_ptr<scalar_t>() : nullptr);
     });
     return {v_m, v_c, v_o, v_col, v_d, v_abs};
 }

@@ -198,13 +198,29 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     order = depth_order(N, depths, radii);
     const int64_t M = int64_t(order.size());
     // the tiles of each Gaussian's box where it can reach a pixel, with their chunk
-    // masks, Gaussian-major in (ty, tx) order: counted, then written, in parallel
+    // masks, Gaussian-major in (ty, tx) order, in parallel: written into room for
+    // the whole box (box_start), then counted
+    auto box_tiles = [&](int64_t m, int& x0, int& x1, int& y0, int& y1) {
+        const int32_t g = order[m];
+        tile_box(means2d[2 * g], means2d[2 * g + 1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, x0, x1, y0, y1);
+        return int64_t(std::max(0, x1 - x0 + 1)) * std::max(0, y1 - y0 + 1);
+    };
+    std::vector<int64_t> box_start(M + 1, 0);
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; ++m) {
+        int x0, x1, y0, y1;
+        box_start[m + 1] = box_tiles(m, x0, x1, y0, y1);
+    }
+    std::partial_sum(box_start.begin(), box_start.end(), box_start.begin());
+    std::vector<int32_t> box_tile(box_start[M]);
+    std::vector<uint32_t> box_mask(box_start[M]);
     std::vector<int32_t> g_count(M + 1, 0);
-    auto for_each_tile = [&](int64_t m, auto&& visit) {
+#pragma omp parallel for schedule(dynamic, 256)
+    for (int64_t m = 0; m < M; ++m) {
         const int32_t g = order[m];
         const T* mean = means2d + 2 * g;
-        int x0, x1, y0, y1;
-        tile_box(mean[0], mean[1], extents[2 * g], extents[2 * g + 1], tiles_x, tiles_y, x0, x1, y0, y1);
+        int x0, x1, y0, y1, n = 0;
+        box_tiles(m, x0, x1, y0, y1);
         const RowSpans<T> spans({conics[3 * g], conics[3 * g + 1], conics[3 * g + 2]}, {mean[0], mean[1]}, opacities[g]);
         for (int ty = y0; ty <= y1; ++ty) {
             const int ty0 = ty * TILE;
@@ -216,44 +232,33 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
                 spans.columns_f(T(py0 + r) + T(0.5) - spans.my, lo[r], hi[r]);
             for (int tx = x0; tx <= x1; ++tx) {
                 const uint32_t mask = chunk_mask(lo, hi, py0, py1, tx * TILE, ty0, std::min(TILE, width - tx * TILE));
-                if (mask != 0) visit(ty * tiles_x + tx, mask);
+                if (mask == 0) continue;
+                box_tile[box_start[m] + n] = ty * tiles_x + tx;
+                box_mask[box_start[m] + n++] = mask;
             }
         }
-    };
-#pragma omp parallel for schedule(dynamic, 256)
-    for (int64_t m = 0; m < M; ++m) {
-        int32_t n = 0;
-        for_each_tile(m, [&](int, uint32_t) { ++n; });
         g_count[m + 1] = n;
     }
     std::vector<int32_t>& g_offsets = bins.g_offsets;
     g_offsets.resize(M + 1);
     std::partial_sum(g_count.begin(), g_count.end(), g_offsets.begin());
     const int32_t pairs = g_offsets[M];
-    std::vector<int32_t> g_tile(pairs);  // the tile of each Gaussian-major pair
-    std::vector<uint32_t> g_mask(pairs);  // and its chunk mask
-#pragma omp parallel for schedule(dynamic, 256)
-    for (int64_t m = 0; m < M; ++m) {
-        int32_t q = g_offsets[m];
-        for_each_tile(m, [&](int tile, uint32_t mask) {
-            g_tile[q] = tile;
-            g_mask[q++] = mask;
-        });
-    }
     // tile-major lists by a counting sort, stable in depth order; g_pairs is its inverse
     offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
-    for (int32_t q = 0; q < pairs; ++q) offsets[g_tile[q] + 1]++;
+    for (int64_t m = 0; m < M; ++m)
+        for (int32_t j = 0; j < g_count[m + 1]; ++j) offsets[box_tile[box_start[m] + j] + 1]++;
     std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
     ids.resize(pairs);
     bins.masks.resize(pairs);
     bins.g_pairs.resize(pairs);
     std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
     for (int64_t m = 0; m < M; ++m)
-        for (int32_t q = g_offsets[m]; q < g_offsets[m + 1]; ++q) {
-            const int32_t pos = fill[g_tile[q]]++;
+        for (int32_t j = 0; j < g_count[m + 1]; ++j) {
+            const int64_t b = box_start[m] + j;
+            const int32_t pos = fill[box_tile[b]]++;
             ids[pos] = order[m];
-            bins.masks[pos] = int32_t(g_mask[q]);
-            bins.g_pairs[q] = pos;
+            bins.masks[pos] = int32_t(box_mask[b]);
+            bins.g_pairs[g_offsets[m] + j] = pos;
         }
 }
 
@@ -400,7 +405,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     const int32_t* masks = bins.masks;
     const int64_t num_tiles = bins.num_tiles;
     const size_t pairs = size_t(bins.pairs);
-    constexpr int NG = 12;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1, |mean2d| 2
+    const int NG = v_abs ? 12 : 10;  // per pair: mean2d 2, conic 3, opacity 1, colour 3, depth 1 (, |mean2d| 2)
     std::vector<T> pair_grad(pairs * NG, T(0));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t t = 0; t < num_tiles; ++t) {
@@ -471,17 +476,26 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                     l_z[i] += w * gd[p];
                 }
             }
-            // phase 3: alpha -> conic, mean, opacity, independent across chunks
-            for (int sgi = 0; sgi < nseg; ++sgi)
-                for (int i = 0; i < CHUNK; ++i) {
-                    T px = 0, py = 0;  // this pixel's part of the mean's gradient
-                    gaussian_alpha_vjp_g(conic, op, gbuf[sgi][i], seg_x[sgi] + T(i) + T(0.5) - mx, seg_dy[sgi], vbuf[sgi][i],
-                                         l_ca[i], l_cb[i], l_cc[i], px, py, l_o[i]);
-                    l_mx[i] += px;
-                    l_my[i] += py;
-                    l_ax[i] += px < T(0) ? -px : px;
-                    l_ay[i] += py < T(0) ? -py : py;
-                }
+            // phase 3: alpha -> conic, mean, opacity, independent across chunks; the
+            // sums of |d loss / d mean2d| only when asked for (a loop of its own)
+            auto alpha_vjp = [&](auto with_abs) {
+                for (int sgi = 0; sgi < nseg; ++sgi)
+                    for (int i = 0; i < CHUNK; ++i) {
+                        T px = 0, py = 0;  // this pixel's part of the mean's gradient
+                        gaussian_alpha_vjp_g(conic, op, gbuf[sgi][i], seg_x[sgi] + T(i) + T(0.5) - mx, seg_dy[sgi],
+                                             vbuf[sgi][i], l_ca[i], l_cb[i], l_cc[i], px, py, l_o[i]);
+                        l_mx[i] += px;
+                        l_my[i] += py;
+                        if (with_abs) {
+                            l_ax[i] += px < T(0) ? -px : px;
+                            l_ay[i] += py < T(0) ? -py : py;
+                        }
+                    }
+            };
+            if (v_abs)
+                alpha_vjp(std::true_type{});
+            else
+                alpha_vjp(std::false_type{});
             T* out = &pair_grad[size_t(k) * NG];
             for (int i = 0; i < CHUNK; ++i) {
                 out[0] += l_mx[i]; out[1] += l_my[i];
@@ -489,8 +503,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 out[5] += l_o[i];
                 out[6] += l_c0[i]; out[7] += l_c1[i]; out[8] += l_c2[i];
                 out[9] += l_z[i];
-                out[10] += l_ax[i]; out[11] += l_ay[i];
             }
+            if (v_abs)
+                for (int i = 0; i < CHUNK; ++i) out[10] += l_ax[i], out[11] += l_ay[i];
         }
     }
     std::fill(v_means2d, v_means2d + 2 * N, T(0));
@@ -498,9 +513,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
     std::fill(v_opacities, v_opacities + N, T(0));
     std::fill(v_colors, v_colors + 3 * N, T(0));
     std::fill(v_depths, v_depths + N, T(0));
-    std::fill(v_abs, v_abs + 2 * N, T(0));
+    if (v_abs) std::fill(v_abs, v_abs + 2 * N, T(0));
     T* outs[6] = {v_means2d, v_conics, v_opacities, v_colors, v_depths, v_abs};
-    const int widths[7] = {2, 3, 1, 3, 1, 2, 0};
+    const int widths[7] = {2, 3, 1, 3, 1, v_abs ? 2 : 0, 0};
     reduce_pairs(bins, pair_grad.data(), outs, widths);
 }
 

@@ -71,7 +71,7 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                     const T* extents, const BinsView& bins, int width, int height, const T* background,
                     const T* trans_final, const T* depth_sum, const int32_t* last, const T* v_color, const T* v_alpha,
                     const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
-                    T* v_abs);  // v_abs [N, 2]: sum over pixels of |d loss / d mean2d| (absgrad)
+                    T* v_abs);  // v_abs [N, 2]: sum over pixels of |d loss / d mean2d| (absgrad), or null
 
 }  // namespace cpu
 }  // namespace splat

@@ -56,6 +56,7 @@ class _Blend(torch.autograd.Function):
         grads = load_cpu_extension().rasterize_bwd(
             means2d, conics, opac, colors, depths, extents, lists, background, trans_final, depth_sum, last,
             v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
+            ctx.absgrad_out is not None,
         )
         if ctx.absgrad_out is not None:
             ctx.absgrad_out.copy_(grads[5])
