@@ -155,7 +155,7 @@ std::vector<torch::Tensor> rasterize_fwd(torch::Tensor means2d, torch::Tensor co
                                             int(height), bins);
         splat::cpu::blend_forward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
-            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(), splat::cpu::view(bins),
+            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), splat::cpu::view(bins),
             int(width), int(height), background.data_ptr<scalar_t>(), lab, int(num_labels), color.data_ptr<scalar_t>(),
             alpha.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(), depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), contrib.data_ptr<scalar_t>(),
             lab ? label_contrib.data_ptr<scalar_t>() : nullptr, median_depth.data_ptr<scalar_t>());
@@ -205,7 +205,7 @@ std::vector<torch::Tensor> rasterize_bwd(torch::Tensor means2d, torch::Tensor co
     AT_DISPATCH_FLOATING_TYPES(dt, "rasterize_bwd", [&] {
         splat::cpu::blend_backward<scalar_t>(
             N, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
-            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), extents.data_ptr<scalar_t>(),
+            colors.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(),
             bins, int(W), int(H), background.data_ptr<scalar_t>(), trans_final.data_ptr<scalar_t>(),
             depth_sum.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), v_color.data_ptr<scalar_t>(),
             v_alpha.data_ptr<scalar_t>(), v_depth.data_ptr<scalar_t>(), v_m.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(),

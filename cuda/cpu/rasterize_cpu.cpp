@@ -290,7 +290,7 @@ void reduce_pairs(const BinsView& b, const T* pair_vals, T* const* outs, const i
 // pixel loop. Each pixel still sees the Gaussians strictly in list order.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const BinsView& bins, int width, int height, const T* background,
+                   const BinsView& bins, int width, int height, const T* background,
                    const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib, T* median_depth) {
     const int tiles_x = (width + TILE - 1) / TILE, tiles_y = (height + TILE - 1) / TILE;
@@ -395,7 +395,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                    const T* extents, const BinsView& bins, int width, int height,
+                    const BinsView& bins, int width, int height,
                     const T* background, const T* trans_final, const T* depth_sum, const int32_t* last,
                     const T* v_color, const T* v_alpha, const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
                     T* v_abs) {
@@ -527,10 +527,10 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                                       const T*, T*, T*, T*, T*, T*);                                                      \
     template void bin_gaussians<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const int32_t*, int, int, \
                                    TileBins&);                                                                         \
-    template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                   \
+    template void blend_forward<T>(int64_t, const T*, const T*, const T*, const T*, const T*,                             \
                                    const BinsView&, int, int, const T*, const int64_t*, int, T*, T*, T*, T*, T*,          \
                                    int32_t*, T*, T*, T*);                                                                     \
-    template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*, const T*,                  \
+    template void blend_backward<T>(int64_t, const T*, const T*, const T*, const T*, const T*,                            \
                                     const BinsView&, int, int, const T*, const T*, const T*, const int32_t*, const T*,    \
                                     const T*, const T*, T*, T*, T*, T*, T*, T*);
 

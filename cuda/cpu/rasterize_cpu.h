@@ -58,7 +58,7 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
 // (sum of alpha*T), and label_contrib [L*N] if labels != null.
 template <typename T>
 void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                   const T* extents, const BinsView& bins, int width, int height, const T* background,
+                   const BinsView& bins, int width, int height, const T* background,
                    const int64_t* labels, int num_labels, T* color, T* alpha, T* depth, T* trans_final, T* depth_sum,
                    int32_t* last, T* contributions, T* label_contrib,
                    T* median_depth);  // [H, W]: depth of the Gaussian where T falls to 0.5 (0: never)
@@ -68,7 +68,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
 // (zeroed here); the background's gradient (sum of T * v_color) is the caller's.
 template <typename T>
 void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opacities, const T* colors, const T* depths,
-                    const T* extents, const BinsView& bins, int width, int height, const T* background,
+                    const BinsView& bins, int width, int height, const T* background,
                     const T* trans_final, const T* depth_sum, const int32_t* last, const T* v_color, const T* v_alpha,
                     const T* v_depth, T* v_means2d, T* v_conics, T* v_opacities, T* v_colors, T* v_depths,
                     T* v_abs);  // v_abs [N, 2]: sum over pixels of |d loss / d mean2d| (absgrad), or null

@@ -92,7 +92,7 @@ SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>
     const Mat3<T> cov = quat_scale_to_covar(q, s);
     const Mat3<T> cov_c = covar_world_to_cam(cam.R, cov);
     Vec2<T> mean2d;
-    Sym2<T> cov2d, conic;
+    Sym2<T> cov2d, conic = {0, 0, 0};
     T comp = 0;
     persp_proj(pc, cov_c, cam.K, mean2d, cov2d);
     Sym2<T> v_cov2d = {0, 0, 0};
@@ -109,9 +109,7 @@ SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>
             out.logit = v_opacity * sig * (1 - sig);
         }
         v_cov2d = blur_and_invert_vjp(cov2d, conic, comp, v_conic, v_comp);
-        Vec3<T> raw;
-        sh_to_color(sh_degree, g.sh, p, cam.campos, raw);
-        sh_to_color_vjp(sh_degree, g.sh, p, cam.campos, raw, v_color, out.sh, v_p, out.sh_accumulate);
+        sh_to_color_vjp(sh_degree, g.sh, p, cam.campos, v_color, out.sh, v_p, out.sh_accumulate);
     } else {
         v_pc.z = 0;
     }

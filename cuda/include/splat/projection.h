@@ -42,9 +42,9 @@ SPLAT_HD void persp_proj(const Vec3<T>& p, const Mat3<T>& cov, const Intrinsics<
     const T yc = z * s_min(s_max(p.y * rz, lo_y), hi_y);
     // J = [[fx/z, 0, -fx xc/z^2], [0, fy/z, -fy yc/z^2]]
     const T j00 = K.fx * rz, j02 = -K.fx * xc * rz2, j11 = K.fy * rz, j12 = -K.fy * yc * rz2;
-    // rows of J Sigma
+    // rows of J Sigma (the second row's first entry is not needed: cov2d is symmetric)
     const T a0 = j00 * cov.m[0][0] + j02 * cov.m[2][0], a1 = j00 * cov.m[0][1] + j02 * cov.m[2][1], a2 = j00 * cov.m[0][2] + j02 * cov.m[2][2];
-    const T b0 = j11 * cov.m[1][0] + j12 * cov.m[2][0], b1 = j11 * cov.m[1][1] + j12 * cov.m[2][1], b2 = j11 * cov.m[1][2] + j12 * cov.m[2][2];
+    const T b1 = j11 * cov.m[1][1] + j12 * cov.m[2][1], b2 = j11 * cov.m[1][2] + j12 * cov.m[2][2];
     cov2d.a = a0 * j00 + a2 * j02;
     cov2d.b = a1 * j11 + a2 * j12;
     cov2d.c = b1 * j11 + b2 * j12;

@@ -94,17 +94,25 @@ SPLAT_HD Vec3<T> sh_to_color(int degree, const T* coeffs, const Vec3<T>& mean, c
 }
 
 // VJP of sh_to_color: v_color -> v_coeffs ((degree+1)^2 x 3, written, or added
-// to when `accumulate`) and v_mean (accumulated).
+// to when `accumulate`) and v_mean (accumulated). The colour before the clamp is
+// recomputed here, from the same basis values, as sh_to_color computes it.
 template <typename T>
-SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, const Vec3<T>& campos, const Vec3<T>& raw,
+SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, const Vec3<T>& campos,
                               const Vec3<T>& v_color, T* v_coeffs, Vec3<T>& v_mean, bool accumulate = false) {
-    // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
-    const T vr = raw.x >= 0 ? v_color.x : T(0), vg = raw.y >= 0 ? v_color.y : T(0), vb = raw.z >= 0 ? v_color.z : T(0);
     T inv;
     const Vec3<T> d = view_dir(mean, campos, inv);
     T b[16];
     sh_basis(degree, d, b);
     const int n = (degree + 1) * (degree + 1);
+    T sr = 0, sg = 0, sb = 0;  // sh_to_color's sums
+    for (int k = 0; k < n; ++k) {
+        sr += b[k] * coeffs[3 * k + 0];
+        sg += b[k] * coeffs[3 * k + 1];
+        sb += b[k] * coeffs[3 * k + 2];
+    }
+    // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
+    const T vr = sr + T(0.5) >= 0 ? v_color.x : T(0), vg = sg + T(0.5) >= 0 ? v_color.y : T(0),
+            vb = sb + T(0.5) >= 0 ? v_color.z : T(0);
     for (int k = 0; k < n; ++k) {
         if (accumulate) {
             v_coeffs[3 * k + 0] += b[k] * vr;
