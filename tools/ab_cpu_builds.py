@@ -18,6 +18,7 @@ import argparse
 import importlib.machinery
 import importlib.util
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -80,17 +81,19 @@ def main() -> None:
     store, cam = bench_scene(args.n), bench_camera(args.size)
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
     background = torch.zeros(3)
-    best = {k: [float("inf")] * len(STAGES) for k in builds}
+    times = {k: [] for k in builds}
     images = {}
     for _ in range(args.reps):
         for key, ext in builds.items():
-            times, images[key] = run_stages(ext, params, cam, args.size, background)
-            best[key] = [min(a, b) for a, b in zip(best[key], times)]
-    print(f"{args.size}x{args.size}, N={args.n}, threads {torch.get_num_threads()}: minimum ms over {args.reps} "
-          f"interleaved calls")
-    print("   " + "".join(f"{s:>11}" for s in STAGES))
-    for key in builds:
-        print(f"{key}  " + "".join(f"{t * 1e3:11.2f}" for t in best[key]))
+            stage_times, images[key] = run_stages(ext, params, cam, args.size, background)
+            times[key].append(stage_times)
+    print(f"{args.size}x{args.size}, N={args.n}, threads {torch.get_num_threads()}: ms over {args.reps} "
+          f"interleaved calls, minimum and median")
+    print("          " + "".join(f"{s:>11}" for s in STAGES))
+    for stat, pick in (("min", min), ("median", statistics.median)):
+        for key in builds:
+            per_stage = zip(*times[key])
+            print(f"{key} {stat:>7}" + "".join(f"{pick(t) * 1e3:11.2f}" for t in per_stage))
     print(f"largest image difference A - B: {(images['A'] - images['B']).abs().max().item():.2e}")
 
 

@@ -105,7 +105,7 @@ template <typename T>
 void project_forward(int64_t N, const T* means, const T* log_scales, const T* quats, const T* logits, const T* sh, int K_sh,
                      int sh_degree, bool antialiased, const CameraParams<T>& cam, T* means2d, T* conics, T* opacities,
                      T* colors, T* depths, T* extents, int32_t* radii) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 512)
     for (int64_t i = 0; i < N; ++i) {
         const Projected<T> p = project_gaussian(gaussian_in(i, means, log_scales, quats, logits, sh, K_sh), cam, sh_degree, antialiased);
         const bool vis = p.radius > 0;
@@ -130,7 +130,7 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
                       int sh_degree, bool antialiased, const CameraParams<T>& cam, const int32_t* radii, const T* v_means2d,
                       const T* v_conics, const T* v_opacities, const T* v_colors, const T* v_depths, T* v_means,
                       T* v_log_scales, T* v_quats, T* v_logits, T* v_sh) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 512)
     for (int64_t i = 0; i < N; ++i) {
         GaussianGrad<T> out = {};
         out.sh = v_sh + int64_t(3) * K_sh * i;
@@ -206,7 +206,7 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
         return int64_t(std::max(0, x1 - x0 + 1)) * std::max(0, y1 - y0 + 1);
     };
     std::vector<int64_t> box_start(M + 1, 0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 512)
     for (int64_t m = 0; m < M; ++m) {
         int x0, x1, y0, y1;
         box_start[m + 1] = box_tiles(m, x0, x1, y0, y1);
@@ -270,7 +270,7 @@ template <typename T>
 void reduce_pairs(const BinsView& b, const T* pair_vals, T* const* outs, const int* widths) {
     int W = 0;
     for (int o = 0; widths[o] > 0; ++o) W += widths[o];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 512)
     for (int64_t m = 0; m < b.M; ++m) {
         T acc[16] = {};
         for (int32_t q = b.g_offsets[m]; q < b.g_offsets[m + 1]; ++q) {
