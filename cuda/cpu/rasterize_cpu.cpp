@@ -134,11 +134,14 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
     for (int64_t i = 0; i < N; ++i) {
         GaussianGrad<T> out = {};
         out.sh = v_sh + int64_t(3) * K_sh * i;
-        std::memset(out.sh, 0, sizeof(T) * 3 * K_sh);
         const GaussianIn<T> g = gaussian_in(i, means, log_scales, quats, logits, sh, K_sh);
         const T* m = g.mean;
         const T z = cam.R.m[2][0] * m[0] + cam.R.m[2][1] * m[1] + cam.R.m[2][2] * m[2] + cam.t.z;
-        if (z > cam.near && z < cam.far) {
+        const bool in_depth = z > cam.near && z < cam.far;
+        // the VJP writes the first (degree + 1)^2 SH rows of a visible Gaussian; zero the rest
+        const int sh_written = in_depth && radii[i] > 0 ? 3 * (sh_degree + 1) * (sh_degree + 1) : 0;
+        std::memset(out.sh + sh_written, 0, sizeof(T) * (3 * K_sh - sh_written));
+        if (in_depth) {
             project_gaussian_vjp(g, cam, sh_degree, antialiased, radii[i] > 0,
                                  Vec2<T>{v_means2d[2 * i], v_means2d[2 * i + 1]},
                                  Sym2<T>{v_conics[3 * i], v_conics[3 * i + 1], v_conics[3 * i + 2]}, v_opacities[i],
