@@ -3,8 +3,8 @@
 
 The four kernel stages (projection, blend forward with its binning, blend
 backward, projection backward) are called directly, alternating between the
-builds, and the minimum over the repetitions is printed per stage. On a shared,
-noisy machine the minima of interleaved calls compare two builds where separate
+builds, and the minimum and median over the repetitions are printed per stage. On
+a shared, noisy machine interleaved calls compare two builds where separate
 runs of tools/bench_cpu.py cannot (they moved by ±20 % between runs here).
 
     python tools/ab_cpu_builds.py OLD_BUILD_DIR NEW_BUILD_DIR [--size 256] [--n 20000] [--reps 30]

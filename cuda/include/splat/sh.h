@@ -74,6 +74,17 @@ template <typename T> SPLAT_HD Vec3<T> view_dir(const Vec3<T>& mean, const Vec3<
     return {d.x * inv, d.y * inv, d.z * inv};
 }
 
+// The colour before the clamp from the first n basis values b: sum_k b_k coeff_k + 0.5.
+template <typename T> SPLAT_HD Vec3<T> sh_raw_color(int n, const T* b, const T* coeffs) {
+    T r = 0, g = 0, bl = 0;
+    for (int k = 0; k < n; ++k) {
+        r += b[k] * coeffs[3 * k + 0];
+        g += b[k] * coeffs[3 * k + 1];
+        bl += b[k] * coeffs[3 * k + 2];
+    }
+    return {r + T(0.5), g + T(0.5), bl + T(0.5)};
+}
+
 // Colour of one Gaussian seen from camera centre `campos`.
 // coeffs: [K][3] with K >= (degree+1)^2, channel innermost. raw: colour before the clamp.
 template <typename T>
@@ -82,14 +93,7 @@ SPLAT_HD Vec3<T> sh_to_color(int degree, const T* coeffs, const Vec3<T>& mean, c
     const Vec3<T> d = view_dir(mean, campos, inv);
     T b[16];
     sh_basis(degree, d, b);
-    const int n = (degree + 1) * (degree + 1);
-    T r = 0, g = 0, bl = 0;
-    for (int k = 0; k < n; ++k) {
-        r += b[k] * coeffs[3 * k + 0];
-        g += b[k] * coeffs[3 * k + 1];
-        bl += b[k] * coeffs[3 * k + 2];
-    }
-    raw = {r + T(0.5), g + T(0.5), bl + T(0.5)};
+    raw = sh_raw_color((degree + 1) * (degree + 1), b, coeffs);
     return {s_max(raw.x, T(0)), s_max(raw.y, T(0)), s_max(raw.z, T(0))};
 }
 
@@ -104,15 +108,9 @@ SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, 
     T b[16];
     sh_basis(degree, d, b);
     const int n = (degree + 1) * (degree + 1);
-    T sr = 0, sg = 0, sb = 0;  // sh_to_color's sums
-    for (int k = 0; k < n; ++k) {
-        sr += b[k] * coeffs[3 * k + 0];
-        sg += b[k] * coeffs[3 * k + 1];
-        sb += b[k] * coeffs[3 * k + 2];
-    }
     // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
-    const T vr = sr + T(0.5) >= 0 ? v_color.x : T(0), vg = sg + T(0.5) >= 0 ? v_color.y : T(0),
-            vb = sb + T(0.5) >= 0 ? v_color.z : T(0);
+    const Vec3<T> raw = sh_raw_color(n, b, coeffs);
+    const T vr = raw.x >= 0 ? v_color.x : T(0), vg = raw.y >= 0 ? v_color.y : T(0), vb = raw.z >= 0 ? v_color.z : T(0);
     for (int k = 0; k < n; ++k) {
         if (accumulate) {
             v_coeffs[3 * k + 0] += b[k] * vr;
