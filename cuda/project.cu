@@ -38,7 +38,7 @@ __global__ void project_forward_kernel(GaussianArrays<T> g, const CameraParams<T
     out.depths[idx] = vis ? p.depth : T(0);
     out.extents[2 * idx] = vis ? p.extent.x : T(0);
     out.extents[2 * idx + 1] = vis ? p.extent.y : T(0);
-    out.radii[idx] = vis ? p.radius : 0;
+    out.radii[idx] = vis ? int(p.radius) : 0;
 }
 
 // Threads per block of the backward: its SH gradients are staged in shared

@@ -73,6 +73,15 @@ SPLAT_HD double s_floor(double x) { return floor(x); }
 template <typename T> SPLAT_HD T s_min(T a, T b) { return a < b ? a : b; }
 template <typename T> SPLAT_HD T s_max(T a, T b) { return a > b ? a : b; }
 
+// Lanes. The per-Gaussian math (covariance, projection, SH) is written so that T
+// may also be a vector of Gaussians (the CPU backend runs 8 at a time, cuda/cpu/lanes.h):
+// conditions are Mask<T> (bool for a scalar, one flag per lane for a vector),
+// combined with & and |, and data-dependent choices are select()s. A branch
+// on a mask is taken only to skip work no lane needs: `if (!any_lane(m)) return`.
+template <typename T> using Mask = decltype(T() < T());
+template <typename C, typename T> SPLAT_HD T select(C c, T a, T b) { return c ? a : b; }
+SPLAT_HD bool any_lane(bool c) { return c; }
+
 // The largest sigma = 0.5 d^T Sigma^-1 d at which a Gaussian of this opacity still
 // reaches alpha 1/255: ln(255 o), 0 if it never does. Screen extents and row
 // spans both cull with it.

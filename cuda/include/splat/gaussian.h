@@ -27,7 +27,8 @@ template <typename T> struct GaussianIn {
     const T* sh;         // [K_sh * 3], channel innermost
 };
 
-// Per-Gaussian outputs of the projection.
+// Per-Gaussian outputs of the projection. Where radius is 0 (culled) only
+// mean2d (when in_depth) has a meaning.
 template <typename T> struct Projected {
     Vec2<T> mean2d;
     Sym2<T> conic;
@@ -35,12 +36,13 @@ template <typename T> struct Projected {
     Vec3<T> color; // clamped SH colour
     T depth;       // camera-space z
     Vec2<T> extent;
-    int radius;    // ceil(max extent); 0 = culled
-    bool in_depth; // inside (near, far): mean2d is defined
+    T radius;      // ceil(max extent), a whole number >= 1; 0 = culled
+    Mask<T> in_depth; // inside (near, far): mean2d is defined
 };
 
 template <typename T> SPLAT_HD T sigmoid(T x) { return T(1) / (T(1) + s_exp(-x)); }
 
+// Branch-free but for early exits when every lane is out (see Mask in common.h).
 template <typename T>
 SPLAT_HD Projected<T> project_gaussian(const GaussianIn<T>& g, const CameraParams<T>& cam, int sh_degree, bool antialiased) {
     Projected<T> out = {};
@@ -48,25 +50,26 @@ SPLAT_HD Projected<T> project_gaussian(const GaussianIn<T>& g, const CameraParam
     const Vec3<T> pc = {dot3({cam.R.m[0][0], cam.R.m[0][1], cam.R.m[0][2]}, p) + cam.t.x,
                         dot3({cam.R.m[1][0], cam.R.m[1][1], cam.R.m[1][2]}, p) + cam.t.y,
                         dot3({cam.R.m[2][0], cam.R.m[2][1], cam.R.m[2][2]}, p) + cam.t.z};
-    if (!(pc.z > cam.near && pc.z < cam.far)) return out;
-    out.in_depth = true;
+    out.in_depth = (pc.z > cam.near) & (pc.z < cam.far);
+    if (!any_lane(out.in_depth)) return out;
     const Vec4<T> q = {g.quat[0], g.quat[1], g.quat[2], g.quat[3]};
     const Vec3<T> s = {s_exp(g.log_scale[0]), s_exp(g.log_scale[1]), s_exp(g.log_scale[2])};
     const Mat3<T> cov_c = covar_world_to_cam(cam.R, quat_scale_to_covar(q, s));
     Sym2<T> cov2d;
     persp_proj(pc, cov_c, cam.K, out.mean2d, cov2d);
     T comp;
-    if (!blur_and_invert(cov2d, out.conic, comp)) return out;
+    Mask<T> kept = out.in_depth & blur_and_invert(cov2d, out.conic, comp);
+    if (!any_lane(kept)) return out;
     out.opacity = antialiased ? sigmoid(g.logit) * comp : sigmoid(g.logit);
-    if (!screen_extent(cov2d, out.opacity, out.extent)) return out;
+    kept = kept & screen_extent(cov2d, out.opacity, out.extent);
     const T u = out.mean2d.x, v = out.mean2d.y;
-    if (!(u + out.extent.x > 0 && u - out.extent.x < T(cam.K.width) && v + out.extent.y > 0 && v - out.extent.y < T(cam.K.height)))
-        return out;
+    kept = kept & (u + out.extent.x > T(0)) & (u - out.extent.x < T(cam.K.width)) & (v + out.extent.y > T(0)) &
+           (v - out.extent.y < T(cam.K.height));
+    if (!any_lane(kept)) return out;
     out.depth = pc.z;
     Vec3<T> raw;
     out.color = sh_to_color(sh_degree, g.sh, p, cam.campos, raw);
-    out.radius = int(s_ceil(s_max(out.extent.x, out.extent.y)));
-    if (out.radius < 1) out.radius = 1;
+    out.radius = select(kept, s_max(s_ceil(s_max(out.extent.x, out.extent.y)), T(1)), T(0));
     return out;
 }
 
@@ -79,9 +82,11 @@ template <typename T> struct GaussianGrad {
 
 // VJP of project_gaussian. `visible` says whether the forward pass kept it
 // (radius > 0); only then do conic, opacity, colour and depth carry gradient.
+// For a vector of Gaussians out.sh is written for every lane once any lane is
+// visible: the callers keep the rows of visible lanes only.
 template <typename T>
 SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>& cam, int sh_degree, bool antialiased,
-                                   bool visible, const Vec2<T>& v_mean2d, const Sym2<T>& v_conic, T v_opacity,
+                                   Mask<T> visible, const Vec2<T>& v_mean2d, const Sym2<T>& v_conic, T v_opacity,
                                    const Vec3<T>& v_color, T v_depth, GaussianGrad<T>& out) {
     const Vec3<T> p = {g.mean[0], g.mean[1], g.mean[2]};
     const Vec3<T> pc = {dot3({cam.R.m[0][0], cam.R.m[0][1], cam.R.m[0][2]}, p) + cam.t.x,
@@ -96,9 +101,11 @@ SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>
     T comp = 0;
     persp_proj(pc, cov_c, cam.K, mean2d, cov2d);
     Sym2<T> v_cov2d = {0, 0, 0};
-    Vec3<T> v_pc = {0, 0, v_depth};
+    Vec3<T> v_pc = {0, 0, select(visible, v_depth, T(0))};
     Vec3<T> v_p = {0, 0, 0};
-    if (visible) {
+    out.logit = 0;
+    if (any_lane(visible)) {
+        // computed for every lane, kept where visible (elsewhere the conic may not exist)
         blur_and_invert(cov2d, conic, comp);
         const T sig = sigmoid(g.logit);
         T v_comp = 0;
@@ -108,10 +115,12 @@ SPLAT_HD void project_gaussian_vjp(const GaussianIn<T>& g, const CameraParams<T>
         } else {
             out.logit = v_opacity * sig * (1 - sig);
         }
-        v_cov2d = blur_and_invert_vjp(cov2d, conic, comp, v_conic, v_comp);
+        out.logit = select(visible, out.logit, T(0));
+        const Sym2<T> v_cov2d_all = blur_and_invert_vjp(cov2d, conic, comp, v_conic, v_comp);
+        v_cov2d = {select(visible, v_cov2d_all.a, T(0)), select(visible, v_cov2d_all.b, T(0)),
+                   select(visible, v_cov2d_all.c, T(0))};
         sh_to_color_vjp(sh_degree, g.sh, p, cam.campos, v_color, out.sh, v_p, out.sh_accumulate);
-    } else {
-        v_pc.z = 0;
+        v_p = {select(visible, v_p.x, T(0)), select(visible, v_p.y, T(0)), select(visible, v_p.z, T(0))};
     }
     Mat3<T> v_cov_c = mat3_zero<T>();
     persp_proj_vjp(pc, cov_c, cam.K, v_mean2d, v_cov2d, v_pc, v_cov_c);

@@ -60,7 +60,7 @@ SPLAT_HD void persp_proj_vjp(const Vec3<T>& p, const Mat3<T>& cov, const Intrins
     fov_limits(K, lo_x, hi_x, lo_y, hi_y);
     const T z = p.z, rz = T(1) / z, rz2 = rz * rz, rz3 = rz2 * rz;
     const T tx = p.x * rz, ty = p.y * rz;
-    const bool clamp_x = tx < lo_x || tx > hi_x, clamp_y = ty < lo_y || ty > hi_y;
+    const Mask<T> clamp_x = (tx < lo_x) | (tx > hi_x), clamp_y = (ty < lo_y) | (ty > hi_y);
     const T xc = z * s_min(s_max(tx, lo_x), hi_x), yc = z * s_min(s_max(ty, lo_y), hi_y);
     T J[2][3] = {{K.fx * rz, 0, -K.fx * xc * rz2}, {0, K.fy * rz, -K.fy * yc * rz2}};
     // G: the gradient of cov2d as a full symmetric matrix
@@ -85,33 +85,27 @@ SPLAT_HD void persp_proj_vjp(const Vec3<T>& p, const Mat3<T>& cov, const Intrins
     v_p.z -= (K.fx * p.x * v_mean2d.x + K.fy * p.y * v_mean2d.y) * rz2;
     // J entries
     v_p.z -= K.fx * rz2 * vJ[0][0] + K.fy * rz2 * vJ[1][1];
-    if (clamp_x) {
-        v_p.z += K.fx * xc * rz3 * vJ[0][2];  // J02 = -fx L / z with L fixed
-    } else {
-        v_p.x -= K.fx * rz2 * vJ[0][2];
-        v_p.z += 2 * K.fx * xc * rz3 * vJ[0][2];
-    }
-    if (clamp_y) {
-        v_p.z += K.fy * yc * rz3 * vJ[1][2];
-    } else {
-        v_p.y -= K.fy * rz2 * vJ[1][2];
-        v_p.z += 2 * K.fy * yc * rz3 * vJ[1][2];
-    }
+    // J02 = -fx xc / z^2: with x/z clamped, xc = z L with L fixed, so J02 = -fx L / z
+    const T jx = K.fx * xc * rz3 * vJ[0][2], jy = K.fy * yc * rz3 * vJ[1][2];
+    v_p.x -= select(clamp_x, T(0), K.fx * rz2 * vJ[0][2]);
+    v_p.z += select(clamp_x, jx, 2 * jx);
+    v_p.y -= select(clamp_y, T(0), K.fy * rz2 * vJ[1][2]);
+    v_p.z += select(clamp_y, jy, 2 * jy);
 }
 
 // Add the low-pass filter and invert. Returns false when the blurred
-// covariance is not positive definite (the Gaussian is culled).
+// covariance is not positive definite (the Gaussian is culled; conic and
+// compensation are then meaningless).
 // compensation = sqrt(max(det(cov2d) / det(cov2d + eps I), 0)).
 template <typename T>
-SPLAT_HD bool blur_and_invert(const Sym2<T>& cov2d, Sym2<T>& conic, T& compensation) {
+SPLAT_HD Mask<T> blur_and_invert(const Sym2<T>& cov2d, Sym2<T>& conic, T& compensation) {
     const T a = cov2d.a + T(EPS2D), b = cov2d.b, c = cov2d.c + T(EPS2D);
     const T det = a * c - b * b;
-    if (!(det > 0)) return false;
     const T det0 = cov2d.a * cov2d.c - b * b;
     const T rdet = T(1) / det;
     conic = {c * rdet, -b * rdet, a * rdet};
     compensation = s_sqrt(s_max(det0 * rdet, T(0)));
-    return true;
+    return det > T(0);
 }
 
 // VJP of blur_and_invert: (v_conic, v_compensation) -> v_cov2d.
@@ -127,14 +121,15 @@ SPLAT_HD Sym2<T> blur_and_invert_vjp(const Sym2<T>& cov2d, const Sym2<T>& conic,
     // (Q G) Q
     const T s00 = m00 * qa + m01 * qb, s01 = m00 * qb + m01 * qc, s11 = m10 * qb + m11 * qc;
     Sym2<T> v = {-s00, -2 * s01, -s11};
-    if (compensation > 0 && v_compensation != T(0)) {
+    const Mask<T> comp_flows = (compensation > T(0)) & (v_compensation != T(0));
+    if (any_lane(comp_flows)) {
         const T a = cov2d.a + T(EPS2D), b = cov2d.b, c = cov2d.c + T(EPS2D);
         const T det = a * c - b * b, det0 = cov2d.a * cov2d.c - b * b;
         const T v_r = v_compensation * T(0.5) / compensation;  // r = det0 / det
         const T rdet2 = T(1) / (det * det);
-        v.a += v_r * (cov2d.c * det - det0 * c) * rdet2;
-        v.c += v_r * (cov2d.a * det - det0 * a) * rdet2;
-        v.b += v_r * (-2 * b * (det - det0)) * rdet2;
+        v.a = select(comp_flows, v.a + v_r * (cov2d.c * det - det0 * c) * rdet2, v.a);
+        v.c = select(comp_flows, v.c + v_r * (cov2d.a * det - det0 * a) * rdet2, v.c);
+        v.b = select(comp_flows, v.b + v_r * (-2 * b * (det - det0)) * rdet2, v.b);
     }
     return v;
 }
@@ -143,12 +138,11 @@ SPLAT_HD Sym2<T> blur_and_invert_vjp(const Sym2<T>& cov2d, const Sym2<T>& conic,
 // d^T Sigma^-1 d <= 2 ln(255 o); the box half-widths are sqrt(level * Sigma_ii).
 // Returns false if the Gaussian can never reach alpha 1/255.
 template <typename T>
-SPLAT_HD bool screen_extent(const Sym2<T>& cov2d, T opacity, Vec2<T>& extent) {
+SPLAT_HD Mask<T> screen_extent(const Sym2<T>& cov2d, T opacity, Vec2<T>& extent) {
     const T level = 2 * sigma_limit(opacity);
-    if (!(level > 0)) return false;
     extent.x = s_sqrt(level * (cov2d.a + T(EPS2D)));
     extent.y = s_sqrt(level * (cov2d.c + T(EPS2D)));
-    return true;
+    return level > T(0);
 }
 
 }  // namespace splat

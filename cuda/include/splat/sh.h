@@ -110,7 +110,8 @@ SPLAT_HD void sh_to_color_vjp(int degree, const T* coeffs, const Vec3<T>& mean, 
     const int n = (degree + 1) * (degree + 1);
     // the clamp at 0 passes the gradient where raw >= 0 (as torch.clamp)
     const Vec3<T> raw = sh_raw_color(n, b, coeffs);
-    const T vr = raw.x >= 0 ? v_color.x : T(0), vg = raw.y >= 0 ? v_color.y : T(0), vb = raw.z >= 0 ? v_color.z : T(0);
+    const T vr = select(raw.x >= T(0), v_color.x, T(0)), vg = select(raw.y >= T(0), v_color.y, T(0));
+    const T vb = select(raw.z >= T(0), v_color.z, T(0));
     for (int k = 0; k < n; ++k) {
         if (accumulate) {
             v_coeffs[3 * k + 0] += b[k] * vr;
