@@ -62,7 +62,7 @@ def test_needles_float64_and_fewer_tile_pairs_than_boxes():
 
 @pytest.mark.parametrize("scene", list(SCENES))
 def test_chunk_masks_hold_every_pixel_a_gaussian_reaches(scene):
-    """Binning's chunk masks (the 8-pixel runs of each tile that each Gaussian can
+    """Binning's chunk masks (the 4 x 2 pixel blocks of each tile that each Gaussian can
     reach; the blend passes evaluate nothing else) hold every pixel where the
     Gaussian's alpha reaches 1/255, recomputed here in float32 and in float64."""
     n, deg, spread, scale, (w, h) = SCENES[scene]
@@ -75,7 +75,7 @@ def test_chunk_masks_hold_every_pixel_a_gaussian_reaches(scene):
         offsets, ids, masks = ext.rasterize_fwd(*proj, w, h, torch.zeros(3), None, 0)[9:12]
         tiles_x = (w + 15) // 16
         ys, xs = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
-        bits = 2 * ys + xs // 8  # each pixel's chunk bit
+        bits = (ys // 2) * 4 + xs // 4  # each pixel's chunk bit (chunks of 4 x 2 pixels)
         needed = given = 0
         for t in range(offsets.numel() - 1):
             x0, y0 = (t % tiles_x) * 16, (t // tiles_x) * 16
