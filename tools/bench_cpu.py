@@ -4,6 +4,12 @@
 Scenes: N random Gaussians in a unit cube seen by one camera (fixed seed).
 Prints one line per measurement as it goes and a table last.
 
+The backends of one size are timed interleaved: rounds of one call of the slow
+reference and about --min-time / --reps seconds of calls of each fast backend,
+medians over all rounds. On a shared machine whose speed moves by tens of per
+cent from minute to minute, timing one backend after the other put their
+measurements in different minutes, and the speed-up moved with them.
+
     python tools/bench_cpu.py                       # all available CPU backends, both sizes
     python tools/bench_cpu.py --backends torch --sizes 256:20000
 """
@@ -42,24 +48,34 @@ def bench_camera(size: int) -> Camera:
     return Camera.look_at((0.6, -2.8, 1.2), (0, 0, 0), (0, 0, 1), 50, size, size)
 
 
-def time_it(fn, reps: int, min_time: float) -> float:
-    """Median seconds of at least ``reps`` calls, more until ``min_time`` seconds are spent
-    (a fast backend then gets tens of calls: on a shared machine a median of three moves)."""
-    fn()  # warm-up (and lazy builds)
-    times = []
-    while len(times) < reps or sum(times) < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def time_interleaved(fns: dict, reps: int, min_time: float) -> dict:
+    """Median seconds per call of each function in ``fns`` (name -> fn), timed in
+    ``reps`` rounds or more, until each has spent ``min_time`` seconds. In a round each
+    function runs at least once and for at least min_time / reps seconds, so a fast
+    backend's calls spread over the same minutes as the slow reference's."""
+    for fn in fns.values():
+        fn()  # warm-up (and lazy builds)
+    times = {name: [] for name in fns}
+    rounds = 0
+    while rounds < reps or any(sum(t) < min_time for t in times.values()):
+        for name, fn in fns.items():
+            spent = 0.0
+            while spent == 0.0 or spent < min_time / reps:
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                times[name].append(dt)
+                spent += dt
+        rounds += 1
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default=",".join(b for b in available_backends() if b != "cuda"))
     ap.add_argument("--sizes", default="256:20000,512:100000", help="SIZE:N pairs")
-    ap.add_argument("--reps", type=int, default=3, help="at least this many timed calls per measurement")
-    ap.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds of them")
+    ap.add_argument("--reps", type=int, default=3, help="at least this many rounds (each backend called in every round)")
+    ap.add_argument("--min-time", type=float, default=1.0, help="and at least this many seconds of calls per backend")
     ap.add_argument("--skip-torch-above", type=int, default=20000, help="skip the torch backend above this N")
     args = ap.parse_args()
     rows = []
@@ -67,24 +83,24 @@ def main() -> None:
         size, n = (int(v) for v in spec.split(":"))
         store = bench_scene(n)
         cam = bench_camera(size)
-        for backend in args.backends.split(","):
-            if backend == "torch" and n > args.skip_torch_above:
-                continue
+        backends = [b for b in args.backends.split(",") if not (b == "torch" and n > args.skip_torch_above)]
 
-            def fwd():
-                with torch.no_grad():
-                    rasterize(store, cam, backend=backend)
+        def fwd(backend):
+            with torch.no_grad():
+                rasterize(store, cam, backend=backend)
 
-            def fwd_bwd():
-                s = store.clone().requires_grad_()
-                r = rasterize(s, cam, backend=backend)
-                (r.color.sum() + r.alpha.sum()).backward()
+        def fwd_bwd(backend):
+            s = store.clone().requires_grad_()
+            r = rasterize(s, cam, backend=backend)
+            (r.color.sum() + r.alpha.sum()).backward()
 
-            tf = time_it(fwd, args.reps, args.min_time)
-            print(f"{backend:>6} {size}x{size} N={n}: forward {tf * 1e3:.1f} ms", flush=True)
-            tb = time_it(fwd_bwd, args.reps, args.min_time)
-            print(f"{backend:>6} {size}x{size} N={n}: forward+backward {tb * 1e3:.1f} ms", flush=True)
-            rows.append((backend, f"{size}x{size}", n, tf, tb))
+        tf = time_interleaved({b: (lambda b=b: fwd(b)) for b in backends}, args.reps, args.min_time)
+        for b in backends:
+            print(f"{b:>6} {size}x{size} N={n}: forward {tf[b] * 1e3:.1f} ms", flush=True)
+        tb = time_interleaved({b: (lambda b=b: fwd_bwd(b)) for b in backends}, args.reps, args.min_time)
+        for b in backends:
+            print(f"{b:>6} {size}x{size} N={n}: forward+backward {tb[b] * 1e3:.1f} ms", flush=True)
+            rows.append((b, f"{size}x{size}", n, tf[b], tb[b]))
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
