@@ -118,10 +118,6 @@ void prefetch_gaussian(int32_t g, const T* means2d, const T* conics, const T* op
     __builtin_prefetch(depths + g);
 }
 
-}  // namespace
-
-namespace {
-
 // A projected value of lane l: a scalar is its own lane 0.
 template <typename T> T at(T x, int) { return x; }
 inline float at(F8 x, int l) { return x[l]; }
@@ -479,7 +475,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             const int32_t entry = k - start + 1;
             T w_lane[CHUNK] = {}, stop_lane[CHUNK] = {};
             const T ent = T(entry);
-            // the chunks of 8 pixels this Gaussian can reach in this tile
+            // the chunks (4 x 2 pixels) this Gaussian can reach in this tile
             const int nseg = chunk_list(uint32_t(masks[k]), tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy0, seg_dy1);
             // phase 1: alphas, independent across chunks (keeps the exp pipelines full)
             for (int sgi = 0; sgi < nseg; ++sgi) {

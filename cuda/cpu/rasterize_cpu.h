@@ -29,7 +29,7 @@ void project_backward(int64_t N, const T* means, const T* log_scales, const T* q
 struct TileBins {
     std::vector<int32_t> offsets;    // [tiles + 1]: the pairs of tile t are [offsets[t], offsets[t+1])
     std::vector<int32_t> ids;        // [pairs]: the Gaussian of each pair (tile-major, front to back)
-    std::vector<int32_t> masks;      // [pairs]: the chunks of 8 pixels the pair's Gaussian reaches (bits)
+    std::vector<int32_t> masks;      // [pairs]: the chunks (4 x 2 pixels) the pair's Gaussian reaches (bits)
     std::vector<int32_t> order;      // [M]: visible Gaussians front to back
     std::vector<int32_t> g_offsets;  // [M + 1]: the pairs of order[m] are g_pairs[g_offsets[m] .. g_offsets[m+1])
     std::vector<int32_t> g_pairs;    // [pairs]
