@@ -199,6 +199,21 @@ def test_click_in_the_browser_selects_highlights_and_keeps_an_object(tmp_path):
             page = b.new_page(viewport={"width": 640, "height": 480})
             page.goto(viewer.url)
             assert wait_for(lambda: any(l.last and l.last.full for l in viewer.loops.values()), 60)
+
+            def browser_view_is_cam():
+                for loop in viewer.loops.values():
+                    c = loop.current_camera()
+                    if (c is not None and (c.width, c.height) == (cam.width, cam.height)
+                            and torch.allclose(c.viewmat.double(), cam.viewmat.double(), atol=1e-3)
+                            and torch.allclose(c.K.double(), cam.K.double(), rtol=1e-3)):
+                        return True
+                return False
+
+            # the click below is aimed with `cam`: wait until the browser reports that view (on a
+            # loaded machine its first reports could still be of another canvas size)
+            assert wait_for(browser_view_is_cam, 60), [
+                (c.width, c.height, c.viewmat, c.K) for c in (l.current_camera() for l in viewer.loops.values()) if c
+            ]
             gt = store.clone()
             gt.extras["labels"] = truth
             m = render_labels(gt, cam, backend="cpu")
