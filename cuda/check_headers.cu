@@ -53,9 +53,11 @@ __global__ void blend_kernel(int n, const T* m, T* out) {
     T v_color[3], v_depth;
     const T va = splat::blend_step_vjp(pg, st, alpha, color, T(2), v_color, v_depth);
     const splat::RowSpans<T> spans(conic, mean, m[5]);
-    int x0 = 0, x1 = 0;
-    const bool row = spans.columns(i, x0, x1);
-    out[i] = (counts ? alpha : T(0)) + vc.a + vm.x + vo + va + v_color[0] + v_depth + T(row ? x1 - x0 : 0) +
+    T x0, x1;
+    spans.columns_f(T(i) + T(0.5) - mean.y, x0, x1);
+    T trans = T(0.5), S = 0, w;
+    const T va_dot = splat::blend_step_vjp_dot(T(1), T(0.25), trans, S, alpha, w);
+    out[i] = (counts ? alpha : T(0)) + vc.a + vm.x + vo + va + v_color[0] + v_depth + (x1 - x0) + va_dot + w +
              T(splat::blend_stops(alpha));
 }
 

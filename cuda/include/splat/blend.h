@@ -61,15 +61,6 @@ template <typename T> struct RowSpans {
         x0 = disc >= T(0) ? s_ceil(centre - r - T(0.5)) : T(1e9);
         x1 = disc >= T(0) ? s_floor(centre + r - T(0.5)) : T(-1e9);
     }
-    // The same for pixel row py, as ints. Returns false if the row has none.
-    SPLAT_HD bool columns(int py, int& x0, int& x1) const {
-        T f0, f1;
-        columns_f(T(py) + T(0.5) - my, f0, f1);
-        if (!(f0 <= f1)) return false;
-        x0 = int(f0);
-        x1 = int(f1);
-        return true;
-    }
 };
 
 // Alpha of one Gaussian at a pixel centre (px, py). Returns false if skipped.
