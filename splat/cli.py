@@ -10,7 +10,9 @@ from typing import Optional
 import numpy as np
 import typer
 
-from .errors import SplatError
+from .errors import NothingToDo, SplatError
+from .interrupts import Interrupted
+from .interrupts import raising as interrupts_raise
 from .numbers import parse_numbers
 
 # click's base error class, reached through typer's public BadParameter (typer
@@ -135,7 +137,8 @@ def train(
     data: Optional[Path] = typer.Argument(None, help="Dataset: a transforms.json (or its folder) or a COLMAP folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
     strategy: str = typer.Option("mcmc", help="mcmc or adc."),
-    steps: Optional[int] = typer.Option(None, help="Training steps (default 30000; with --resume: keep the run's)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps in all (default 30000; with --resume: keep the "
+                                        "run's; a finished run continues only when this is larger)."),
     cap: int = typer.Option(1_000_000, help="Most Gaussians (mcmc grows to it; adc stops growing at it)."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda, torch or gsplat."),
     downscale: int = typer.Option(1, help="Integer image downscale factor."),
@@ -149,11 +152,19 @@ def train(
     view: bool = typer.Option(False, "--view", help="Show the scene live in the web viewer while it trains."),
     host: str = typer.Option("127.0.0.1", help="--view: address to listen on."),
     port: int = typer.Option(8080, help="--view: port (the next free one if taken)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out frames whose image is missing "
+                                      "(default: an error that lists them)."),
 ):
-    """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json."""
+    """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json.
+    Ctrl-C or SIGTERM checkpoints the step in flight before it exits; --resume continues."""
     from .train import TrainConfig, Trainer
     from .train.progress import run_with_progress
 
+    if view:  # before anything is created: a bad address must not leave a half-started run
+        from .viewer.server import check_host, check_port
+
+        check_host(host)
+        check_port(port)
     if resume is not None:
         if data is not None or out is not None:
             raise SplatError("--resume continues a run: give no DATA or --out with it")
@@ -162,10 +173,11 @@ def train(
         if data is None or out is None:
             raise SplatError("train needs DATA and --out (or --resume RUN)")
         bg = background if background == "random" else list(parse_numbers(background, "--background", (3,)))
-        config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=steps or 30_000, strategy=strategy,
-                             cap=cap, backend=backend, seed=seed, sh_degree=sh_degree, init_count=init_count,
-                             checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,
-                             grow_grad2d=8e-4 if absgrad else 2e-4)  # absgrad sums are larger (AbsGS, gsplat)
+        config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=30_000 if steps is None else steps,
+                             strategy=strategy, cap=cap, backend=backend, seed=seed, sh_degree=sh_degree,
+                             init_count=init_count, checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,
+                             grow_grad2d=8e-4 if absgrad else 2e-4,  # absgrad sums are larger (AbsGS, gsplat)
+                             skip_missing=skip_missing)
         trainer = Trainer.start(config, out)
     live = None
     if view:
@@ -383,22 +395,36 @@ def scene_list():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: every user error becomes one line on stderr and a non-zero exit."""
+    """Entry point: every user error becomes one line on stderr and a non-zero exit; Ctrl-C and
+    SIGTERM exit 130 with one line that says what was kept."""
     try:
-        app(args=argv, standalone_mode=False)
+        with interrupts_raise():
+            code = app(args=argv, standalone_mode=False)
+    except NothingToDo as e:
+        print(f"splat: {e}", file=sys.stderr)
+        return 0
     except SplatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        print(f"{e}" if str(e).startswith("interrupted") else f"interrupted: {e}", file=sys.stderr)
+        return 130
     except _ABORT:
         print("error: aborted", file=sys.stderr)
         return 130
     except _CLICK_ERROR as e:
         print(f"error: {e.format_message()}".splitlines()[0], file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except OSError as e:  # a write or read the command did not foresee: still one line, naming the file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # only where no handler could be installed (not the main thread)
+        print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    if code == 130:  # typer turned a KeyboardInterrupt it caught into this status
+        print("interrupted", file=sys.stderr)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -52,10 +52,17 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     from .train import TrainConfig, Trainer
     from .train.progress import run_with_progress
 
+    from .render.api import check_backend_name
+    from .train.device import pick_device
+
     out = Path(out_dir)
     scene, run = out / "scene", out / "run"
+    if out.exists() and not out.is_dir():
+        raise SplatError(f"{out}: is a file; --out names the demo's folder")
     if run.exists() and any(run.iterdir()):
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
+    check_backend_name(backend)  # before anything is written
+    pick_device(backend)
     t0 = time.perf_counter()
     builder = _build_in_background(backend)
     if not (scene / "transforms.json").is_file():

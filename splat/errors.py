@@ -11,3 +11,8 @@ class SplatError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # force one line
+
+
+class NothingToDo(SplatError):
+    """The command has nothing to do and changed nothing (e.g. resuming a finished run).
+    The CLI prints the message and exits 0."""

@@ -168,12 +168,35 @@ def every_eighth(n: int) -> tuple[list[int], list[int]]:
     return [i for i in range(n) if i not in set(test)], test
 
 
-def check_images_exist(paths: list[Path]) -> None:
+def is_missing(path: Path) -> bool:
+    """True when ``path`` is not a file (a lookup error is a one-line SplatError)."""
+    try:
+        return not path.is_file()
+    except OSError as e:  # a name too long for the file system, a bad folder ...
+        raise SplatError(f"image {str(path)[:200]!r}: cannot be looked up ({e.strerror})") from None
+
+
+def missing_images_error(missing: list[Path], total: int, where: str, skippable: bool = True) -> SplatError:
+    """One line that names every missing image (the first five, then a count)."""
+    names = ", ".join(str(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    hint = "; --skip-missing trains on the others" if skippable and len(missing) < total else ""
+    what = f"image {names} is missing" if len(missing) == 1 else f"{len(missing)} of {total} images are missing: {names}"
+    return SplatError(f"{where}: {what}{hint}")
+
+
+def check_images_readable(paths: list[Path]) -> None:
+    """Open every image's file and check its structure (Pillow's ``verify``: headers and chunk
+    checksums, no decoding), so a damaged photo stops a run before it starts, with every bad
+    file named."""
+    from PIL import Image
+
+    bad = []
     for p in paths:
         try:
-            found = p.is_file()
-        except OSError as e:  # a name too long for the file system, a bad folder ...
-            raise SplatError(f"image {str(p)[:200]!r}: cannot be looked up ({e.strerror})") from None
-        if not found:
-            raise SplatError(f"image {p} is missing")
-
+            with Image.open(p) as im:
+                im.verify()
+        except Exception as e:  # truncated, not an image, unreadable: Pillow raises many kinds
+            bad.append(f"{p} ({type(e).__name__})")
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise SplatError(f"{len(bad)} image{'s' if len(bad) > 1 else ''} cannot be read: {', '.join(bad[:3])}{more}")

@@ -13,7 +13,7 @@ from ..camera import Camera
 from ..errors import SplatError
 from ..io.ply import load_point_cloud
 from .colmap import read_model
-from .dataset import Dataset, check_images_exist, every_eighth, normalise
+from .dataset import Dataset, every_eighth, is_missing, missing_images_error, normalise
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -97,9 +97,11 @@ def _intrinsics_values(meta: dict, frame: dict, image: Path, where: str):
     return K, w, h, (d if any(v != 0 for v in d.values()) else None)
 
 
-def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True) -> Dataset:
+def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True, skip_missing: bool = False) -> Dataset:
     """A transforms.json dataset: a .json file, or a folder with transforms.json or
-    Blender's transforms_{train,val,test}.json (which then name the split)."""
+    Blender's transforms_{train,val,test}.json (which then name the split).
+    Frames whose image is missing are an error naming them all, or with ``skip_missing``
+    left out (said on stderr): photos culled after the poses were made are common."""
     path = Path(path)
     if path.is_dir():
         files = [path / "transforms.json"] if (path / "transforms.json").exists() else \
@@ -110,6 +112,7 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
         files = [path]
     cams, paths, split_of, distortion, extras = [], [], [], [], {}
     points = colors = None
+    missing, frames_seen = [], 0
     for f in files:
         meta = _read_json(f)
         if meta.get("ply_file_path") and points is None:  # nerfstudio: initial points in the poses' world
@@ -124,7 +127,10 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
             if not isinstance(frame["file_path"], str) or not frame["file_path"]:
                 raise SplatError(f"{where}: file_path must be a non-empty string")
             image = _resolve_image(f.parent, frame["file_path"])
-            check_images_exist([image])
+            frames_seen += 1
+            if is_missing(image):
+                missing.append(image)
+                continue
             K, w, h, dist = _intrinsics(meta, frame, image, where)
             try:
                 cam = Camera.from_opengl_c2w(frame["transform_matrix"], K, w, h)
@@ -142,6 +148,7 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
         if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names.values()):
             raise SplatError(f"{f}: train/val/test_filenames must be lists of strings")
         names = {n: set(v) for n, v in names.items()}
+    _report_missing(missing, frames_seen, files[0], skip_missing)
     if any(s is not None for s in split_of):
         train = [i for i, s in enumerate(split_of) if s == "train"]
         test = [i for i, s in enumerate(split_of) if s in ("test", "val")]
@@ -160,6 +167,18 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
                    {k: v for k, v in extras.items() if len(v) == len(cams)})
 
 
+def _report_missing(missing: list[Path], total: int, where: Path, skip: bool) -> None:
+    """Raise naming every missing image, or with ``skip`` say how many frames are left out."""
+    if not missing:
+        return
+    if not skip or len(missing) == total:
+        raise missing_images_error(missing, total, str(where))
+    import sys
+
+    print(f"splat: {where}: left out {len(missing)} of {total} frames whose images are missing "
+          f"(first: {missing[0]})", file=sys.stderr, flush=True)
+
+
 def find_colmap_model(root: Path) -> Path:
     for cand in (root / "sparse" / "0", root / "sparse", root):
         if any((cand / f"cameras{e}").exists() for e in (".bin", ".txt")):
@@ -167,14 +186,19 @@ def find_colmap_model(root: Path) -> Path:
     raise SplatError(f"{root}: no COLMAP model (looked in sparse/0, sparse and the folder itself)")
 
 
-def load_colmap(path: str | Path, downscale: int = 1, normalize: bool = True, images: str = "images") -> Dataset:
-    """A COLMAP dataset folder: images/ and a sparse model (sparse/0, sparse or the folder)."""
+def load_colmap(path: str | Path, downscale: int = 1, normalize: bool = True, images: str = "images",
+                skip_missing: bool = False) -> Dataset:
+    """A COLMAP dataset folder: images/ and a sparse model (sparse/0, sparse or the folder).
+    Missing images: as ``load_transforms``."""
     root = Path(path)
     if not root.is_dir():
         raise SplatError(f"{root}: not a folder")
     model = read_model(find_colmap_model(root))
-    cams, paths, distortion = [], [], []
+    cams, paths, distortion, missing = [], [], [], []
     for _, im in sorted(model.images.items(), key=lambda kv: kv[1].name):  # name order: a stable split
+        if is_missing(root / images / im.name):
+            missing.append(root / images / im.name)
+            continue
         c = model.cameras[im.camera_id]
         fx, fy, cx, cy = c.pinhole()
         K = torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float64)
@@ -182,7 +206,7 @@ def load_colmap(path: str | Path, downscale: int = 1, normalize: bool = True, im
         cams.append(cam.downscaled(downscale))
         paths.append(root / images / im.name)
         distortion.append(c.distortion())
-    check_images_exist(paths)
+    _report_missing(missing, len(model.images), root, skip_missing)
     train, test = every_eighth(len(cams))
     points = model.points if len(model.points) else None
     colors = model.colors.astype(np.float64) / 255 if len(model.points) else None
@@ -192,7 +216,7 @@ def load_colmap(path: str | Path, downscale: int = 1, normalize: bool = True, im
     return Dataset(cams, paths, train, test, points, colors, transform, distortion, downscale)
 
 
-def load_dataset(path: str | Path, downscale: int = 1, normalize: bool = True) -> Dataset:
+def load_dataset(path: str | Path, downscale: int = 1, normalize: bool = True, skip_missing: bool = False) -> Dataset:
     """Any supported dataset: a transforms.json file or folder, or a COLMAP folder."""
     path = Path(path)
     if not path.exists():
@@ -200,5 +224,5 @@ def load_dataset(path: str | Path, downscale: int = 1, normalize: bool = True) -
     if downscale < 1:
         raise SplatError(f"downscale {downscale} must be a positive integer")
     if path.suffix == ".json" or (path.is_dir() and any(path.glob("transforms*.json"))):
-        return load_transforms(path, downscale, normalize)
-    return load_colmap(path, downscale, normalize)
+        return load_transforms(path, downscale, normalize, skip_missing=skip_missing)
+    return load_colmap(path, downscale, normalize, skip_missing=skip_missing)

@@ -93,7 +93,19 @@ def available_backends() -> list[str]:
     return names
 
 
-def _resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
+def check_backend_name(backend: str) -> None:
+    """A one-line error unless ``backend`` is "auto" or a registered backend (nothing is built)."""
+    if backend != "auto" and backend not in BACKENDS:
+        known = ", ".join(["auto"] + list(BACKENDS))
+        raise SplatError(f"backend '{backend}' is unknown (known: {known})")
+
+
+def resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
+    """The render function ``backend`` names for stores on ``device``, built now if native.
+
+    Raises:
+        SplatError: an unknown name, or a backend that cannot run here.
+    """
     if backend == "auto":
         # cuda for stores on a GPU; on the CPU the native backend, else the reference
         order = [b for b in AUTO_ORDER if (b == "cuda") == (device.type == "cuda") or b == "torch"]
@@ -105,9 +117,7 @@ def _resolve_backend(backend: str, device: torch.device) -> Callable[..., dict]:
             except SplatError as e:
                 warn_once(f"{e}; falling back to the next backend")
         raise SplatError(f"no backend can render a store on {device}")
-    if backend not in BACKENDS:
-        known = ", ".join(["auto"] + list(BACKENDS))
-        raise SplatError(f"backend '{backend}' is unknown (known: {known})")
+    check_backend_name(backend)
     return BACKENDS[backend]()
 
 
@@ -174,7 +184,7 @@ def rasterize(
         num_labels = needed if num_labels is None else num_labels
         if num_labels < needed:
             raise SplatError(f"num_labels {num_labels} is smaller than the largest label + 1 ({needed})")
-    fn = _resolve_backend(backend, store.device)
+    fn = resolve_backend(backend, store.device)
     absgrad_out = torch.zeros(len(cams), len(store), 2, dtype=store.dtype, device=store.device) if absgrad else None
     out = fn(store, cams, sh_degree, bg, mode == "antialiased", labels, num_labels or 0, contributions=contributions,
              absgrad_out=absgrad_out)

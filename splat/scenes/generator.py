@@ -312,8 +312,11 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
     recipe = load_recipe(recipe_name)
     scene = _Scene(recipe, seed)
     cams = rig_cameras(recipe.get("cameras", {}), views, size, size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise SplatError(f"{out}: cannot create the dataset folder ({e.strerror})") from None
     try:
         for sub in ("images", "depth", "instances"):
             (tmp / sub).mkdir()

@@ -22,6 +22,7 @@ class TrainConfig:
 
     data: str = ""
     downscale: int = 1
+    skip_missing: bool = False  # leave out frames whose image is missing (else an error naming them)
     steps: int = 30_000
     strategy: str = "mcmc"
     cap: int = 1_000_000
@@ -56,11 +57,16 @@ class TrainConfig:
     log_every: int = 10
 
     def validate(self) -> "TrainConfig":
+        from ..render.api import check_backend_name
+
+        check_backend_name(self.backend)
         if self.strategy not in STRATEGIES:
             raise SplatError(f"strategy '{self.strategy}' is unknown (use {' or '.join(STRATEGIES)})")
         for name in ("steps", "cap", "init_count", "checkpoint_every", "log_every", "sh_interval", "downscale"):
             if int(getattr(self, name)) < 1:
                 raise SplatError(f"{name.replace('_', '-')} {getattr(self, name)} must be a positive integer")
+        if not 0 <= int(self.seed) < 2**63:
+            raise SplatError(f"seed {self.seed} must be in 0..2^63-1")
         if not 0 <= self.sh_degree <= 3:
             raise SplatError(f"sh-degree {self.sh_degree} must be in 0..3")
         if isinstance(self.background, str) and self.background != "random":

@@ -5,13 +5,22 @@ from __future__ import annotations
 import sys
 import time
 
+from ..interrupts import Interrupted, signal_name
 from .evaluate import evaluate
 from .trainer import Trainer
 
 
+def format_duration(seconds: float) -> str:
+    """M:SS below an hour, H:MM:SS above (hours are not dropped), "--:--" when unknown."""
+    if not seconds == seconds or seconds in (float("inf"), float("-inf")):
+        return "--:--"
+    s = max(int(round(seconds)), 0)
+    h, m, s = s // 3600, s // 60 % 60, s % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
 def _format(metrics: dict, steps: int, rate: float) -> str:
-    left = (steps - metrics["step"]) / rate if rate > 0 else float("nan")
-    eta = time.strftime("%M:%S", time.gmtime(left)) if left == left else "--:--"
+    eta = format_duration((steps - metrics["step"]) / rate if rate > 0 else float("nan"))
     width = 24
     done = int(width * metrics["step"] / steps)
     return (f"[{'#' * done}{'.' * (width - done)}] step {metrics['step']}/{steps}  loss {metrics['loss']:.4f}  "
@@ -43,6 +52,10 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
     summary = {"run": str(trainer.run), "steps": trainer.step, "gaussians": len(trainer.adam),
                "train_seconds": round(trainer.elapsed, 1), "final_loss": metrics.get("loss")}
     if evaluate_after:
-        result = evaluate(trainer.run)
+        try:
+            result = evaluate(trainer.run)
+        except Interrupted as e:
+            raise Interrupted(f"interrupted ({signal_name(e.signum)}) while evaluating; training is finished "
+                              f"({trainer.run / 'scene.ply'}); evaluate with: splat eval {trainer.run}", e.signum) from None
         summary.update(psnr=result["psnr"], ssim=result["ssim"], test_views=result["test_views"])
     return summary

@@ -24,13 +24,15 @@ from typing import Callable
 import torch
 
 from ..camera import save_cameras_json
-from ..data.dataset import Dataset, downscale_image
+from ..data.dataset import Dataset, check_images_readable, downscale_image
 from ..data.loaders import load_dataset
-from ..errors import SplatError
+from ..errors import NothingToDo, SplatError
+from ..interrupts import Interrupted, deferred, signal_name
 from ..io.atomic import write_text_atomic
 from ..io.images import load_image
 from ..io.ply import save_ply
 from ..render import rasterize
+from ..render.api import resolve_backend
 from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy
@@ -89,15 +91,27 @@ class Trainer:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def start(cls, config: TrainConfig, run: str | Path) -> "Trainer":
-        """A new run in folder ``run`` (created; it must not hold a run already)."""
+        """A new run in folder ``run`` (created; it must not hold a run already).
+
+        Everything that can be checked is checked before the folder is made (settings,
+        backend, dataset, images), so a start that fails leaves nothing behind.
+        """
         run = Path(run)
+        if run.exists() and not run.is_dir():
+            raise SplatError(f"{run}: is a file; --out names the run folder to create")
         if (run / "config.json").exists() or list_checkpoints(run):
             raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
-        dataset = load_dataset(config.validate().data, config.downscale)
+        config.validate()
+        resolve_backend(config.backend, pick_device(config.backend))  # builds a native one now, not mid-run
+        dataset = load_dataset(config.data, config.downscale, skip_missing=config.skip_missing)
         if not dataset.train:
             raise SplatError(f"{config.data}: no training views")
+        check_images_readable([dataset.image_paths[i] for i in dataset.train + dataset.test])
         trainer = cls(config, run, dataset)
-        run.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SplatError(f"{run}: cannot create the run folder ({e.strerror})") from None
         write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=1))
         save_cameras_json(dataset.cameras, run / "cameras.json")
         trainer._init_gaussians()
@@ -105,22 +119,40 @@ class Trainer:
 
     @classmethod
     def resume(cls, run: str | Path, steps: int | None = None) -> "Trainer":
-        """Continue a run from its newest checkpoint (optionally to a new total ``steps``)."""
+        """Continue a run from its newest checkpoint (from step 0 if it has none), optionally to
+        a new total ``steps``.
+
+        Raises:
+            NothingToDo: the run is finished and no more steps were asked for (it is left alone).
+            SplatError: not a run, a damaged checkpoint, or ``steps`` below the run's step.
+        """
         run = Path(run)
         cfg_path = run / "config.json"
         if not cfg_path.is_file():
             raise SplatError(f"{run}: not a training run (no config.json)")
         try:
             config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
             raise SplatError(f"{cfg_path}: unreadable ({e})") from None
-        if steps is not None:
-            config.steps = steps
-            config.validate()
+        found = list_checkpoints(run)
+        state = load_checkpoint(found[-1]) if found else None
+        done = int(state.get("step", 0)) if isinstance(state, dict) else 0
+        target = config.steps if steps is None else steps
+        if steps is not None and steps < done:
+            raise SplatError(f"--steps {steps} is below the run's step {done}: a run only goes forward")
+        if done >= target and (run / "scene.ply").is_file():
+            raise NothingToDo(f"{run}: finished at step {done} of {target}; nothing to do, left as it is "
+                              f"(continue it with --resume {run} --steps N, N > {done})")
+        changed = target != config.steps
+        config.steps = target
+        config.validate()
+        trainer = cls(config, run, load_dataset(config.data, config.downscale, skip_missing=config.skip_missing))
+        if state is None:  # a start stopped before its first checkpoint: begin again, as the start would have
+            trainer._init_gaussians()
+        else:
+            trainer.load_state(state)
+        if changed:
             write_text_atomic(cfg_path, json.dumps(config.to_dict(), indent=1))
-        state = load_checkpoint(latest_checkpoint(run))
-        trainer = cls(config, run, load_dataset(config.data, config.downscale))
-        trainer.load_state(state)
         trainer._truncate_log()
         return trainer
 
@@ -276,31 +308,37 @@ class Trainer:
         """Run to ``config.steps`` (or ``stop_after`` steps in total, for tests that stop a run).
 
         Writes checkpoints every ``checkpoint_every`` steps and at the end, then the PLY.
-        Returns the last metrics.
+        SIGINT or SIGTERM stops it after the step in flight: it checkpoints that step and
+        raises ``Interrupted`` saying so. Returns the last metrics.
         """
         c = self.config
         end = c.steps if stop_after is None else min(stop_after, c.steps)
         metrics = {"step": self.step}
         log = open(self.run / "metrics.jsonl", "a")
         try:
-            t_last = time.perf_counter()
-            while self.step < end:
-                metrics = self.train_step()
-                now = time.perf_counter()
-                self.elapsed += now - t_last
-                t_last = now
-                metrics["elapsed"] = self.elapsed
-                if self.step % c.log_every == 0 or self.step == end:
-                    log.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}) + "\n")
-                    log.flush()
-                if progress:
-                    progress(metrics)
-                if self.step % c.checkpoint_every == 0 and self.step != end:
+            with deferred() as stop:
+                t_last = time.perf_counter()
+                while self.step < end and not stop:
+                    metrics = self.train_step()
+                    now = time.perf_counter()
+                    self.elapsed += now - t_last
+                    t_last = now
+                    metrics["elapsed"] = self.elapsed
+                    if self.step % c.log_every == 0 or self.step == end:
+                        log.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}) + "\n")
+                        log.flush()
+                    if progress:
+                        progress(metrics)
+                    if self.step % c.checkpoint_every == 0 and self.step != end:
+                        self.save_checkpoint()
+                if not list_checkpoints(self.run) or latest_checkpoint(self.run).name != f"step_{self.step:07d}.pt":
                     self.save_checkpoint()
         finally:
             log.close()
-        if not list_checkpoints(self.run) or latest_checkpoint(self.run).name != f"step_{self.step:07d}.pt":
-            self.save_checkpoint()
         if self.step >= c.steps:
             save_ply(self.store(), self.run / "scene.ply")
+        if stop:
+            raise Interrupted(f"interrupted ({signal_name(stop.signum)}) at step {self.step} of {c.steps}; "
+                              f"checkpoint {latest_checkpoint(self.run)} holds it; "
+                              f"resume with: splat train --resume {self.run}", stop.signum)
         return metrics

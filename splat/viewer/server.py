@@ -153,8 +153,7 @@ class Viewer:
 
         if len(store) == 0:
             raise SplatError("the scene has no Gaussians to show")
-        if not 0 <= int(port) <= 65535:
-            raise SplatError(f"port {port} is outside 0..65535")
+        check_port(port)
         self._lock = threading.Lock()
         self._store = store.detach().to("cpu").clone()
         self.cameras = list(cameras) if cameras else None
@@ -167,7 +166,7 @@ class Viewer:
         self.decorate: Callable[[GaussianStore], GaussianStore] = lambda s: s
         self.loops: dict[int, _ClientLoop] = {}
         self.last_error: str | None = None
-        _check_host(host)
+        check_host(host)
         try:
             self.server = viser.ViserServer(host=host, port=port, verbose=False)
         except (OSError, OverflowError, ValueError) as e:
@@ -348,7 +347,12 @@ class Viewer:
         self.server.stop()
 
 
-def _check_host(host: str) -> None:
+def check_port(port: int) -> None:
+    if not 0 <= int(port) <= 65535:
+        raise SplatError(f"port {port} is outside 0..65535")
+
+
+def check_host(host: str) -> None:
     """One-line error for an address this machine cannot listen on. Names are resolved with
     a time limit (viser would wait on an unreachable DNS for a long time)."""
     import concurrent.futures
