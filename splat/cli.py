@@ -31,28 +31,37 @@ app = typer.Typer(
 
 @app.command()
 def info(
-    file: Path = typer.Argument(..., help="A 3DGS .ply file."),
+    file: Path = typer.Argument(..., help="A .ply or .splat scene, or a training run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ):
-    """Count, SH degree, bounds, opacity and scale statistics, extra fields."""
+    """Count, SH degree, bounds, opacity and scale statistics, extra fields, non-finite rows."""
     from .inspect import describe, format_description
-    from .io.ply import load_ply
 
-    d = describe(load_ply(file))
-    typer.echo(json.dumps(d, indent=1) if as_json else format_description(d))
+    if not file.exists():
+        raise SplatError(f"{file}: no such file")
+    d = describe(_scene_and_cameras(file, check=False)[0])
+    typer.echo(json.dumps(d, indent=1, allow_nan=False) if as_json else format_description(d))
 
 
-def _scene_and_cameras(path: Path):
-    """(store, cameras or None) of a .ply or .splat file or a training run folder."""
+def _scene_and_cameras(path: Path, check: bool = True):
+    """(store, cameras or None) of a .ply or .splat file or a training run folder. With
+    ``check`` a scene with NaN or Inf is refused, naming how many Gaussians hold them."""
     from .camera import load_cameras_json
+    from .inspect import non_finite_rows
     from .io.scene_files import load_scene
 
+    cams = None
     if path.is_dir():
         if not (path / "scene.ply").is_file():
             raise SplatError(f"{path}: not a finished training run (no scene.ply)")
         cams = load_cameras_json(path / "cameras.json") if (path / "cameras.json").is_file() else None
-        return load_scene(path / "scene.ply"), cams
-    return load_scene(path), None
+        path = path / "scene.ply"
+    store = load_scene(path)
+    bad = non_finite_rows(store)
+    if check and bad.any():
+        raise SplatError(f"{path}: {int(bad.sum())} of {len(store)} Gaussians hold NaN or Inf (first: row "
+                         f"{int(bad.nonzero()[0, 0])}); splat edit clean drops them")
+    return store, cams
 
 
 @app.command()
@@ -88,6 +97,9 @@ def render(
     if not file.exists():
         raise SplatError(f"{file}: no such file or folder")
     store, run_cams = _scene_and_cameras(file)
+    from .io.atomic import check_writable
+
+    check_writable(out)  # before the frames are rendered
     if out.suffix.lower() in VIDEO_SUFFIXES:
         from .render.paths import camera_path
         from .render.video import render_video
@@ -114,8 +126,10 @@ def render(
         if not 0 <= index < len(cams):
             raise SplatError(f"--index {index} out of range: {src} has {len(cams)} cameras")
         cam = cams[index]
-        if width or height:
-            cam = cam.resized(width or cam.width, height or cam.height)
+        if width or height:  # one of the two keeps the camera's aspect
+            w = width or max(1, round(height * cam.width / cam.height))
+            h = height or max(1, round(width * cam.height / cam.width))
+            cam = cam.resized(w, h)
     else:
         cam = default_cameras(store, 1, width or 512, height or 512)[0]
     res = rasterize(store, cam, backend=backend, sh_degree=sh_degree, background=bg, mode=mode)
@@ -277,7 +291,12 @@ def mesh(
         raise SplatError(f"--voxel {voxel} must be positive")
     if out.suffix.lower() not in (".ply", ".obj"):
         raise SplatError(f"{out}: mesh must end in .ply or .obj")
+    from .io.atomic import check_writable, refuse_inputs
+    from .train.trainer import RUN_FILES
+
+    refuse_inputs(out, [run / name for name in RUN_FILES], "choose another --out (a mesh is not a run's file)")
     config, dataset, store = load_run(run)
+    check_writable(out)  # before the depth maps are fused
     cams = mesh_cameras(views, dataset.cameras, dataset.train)
     scale = float(np.linalg.norm(dataset.transform[:3, 0]))  # input -> normalised scale factor
     m = extract_mesh(store, cams, voxel=None if voxel is None else voxel * scale, backend=backend,
@@ -296,12 +315,21 @@ segment_app = typer.Typer(no_args_is_help=True, help="Segmentation: lift label m
 app.add_typer(segment_app, name="segment")
 
 
-def _write_labelled(store, run: Path, out: Optional[Path]) -> Path:
+def _labelled(run: Path, out: Optional[Path], solve):
+    """Run ``solve()`` -> (store, ...) and write its store to ``out`` or, by default, over
+    RUN/scene.ply under the file's update lock (the labels are a read-modify-write of it).
+    Returns (target, what solve returned)."""
+    from .io.atomic import locked, refuse_inputs
     from .io.scene_files import save_scene
+    from .train.trainer import RUN_FILES
 
     target = out if out is not None else run / "scene.ply"
-    save_scene(store, target)
-    return target
+    if out is not None:
+        refuse_inputs(out, [run / name for name in RUN_FILES if name != "scene.ply"])
+    with locked(target):
+        result = solve()
+        save_scene(result[0], target)
+    return target, result
 
 
 @segment_app.command("masks")
@@ -316,8 +344,7 @@ def segment_masks(
     """Lift per-view label masks to per-Gaussian labels (stored in the PLY's 'labels')."""
     from .segment.runs import lift_run_masks
 
-    store, n = lift_run_masks(run, masks, bias, views, backend)
-    target = _write_labelled(store, run, out)
+    target, (store, n) = _labelled(run, out, lambda: lift_run_masks(run, masks, bias, views, backend))
     counts = {int(k): int(c) for k, c in zip(*store.labels.unique(return_counts=True))}
     typer.echo(json.dumps({"views": n, "labels": counts, "wrote": str(target)}))
 
@@ -335,8 +362,8 @@ def segment_click(
     """Select the object under the clicked pixel(s) and store it as a label."""
     from .segment.runs import click_run, parse_pixel
 
-    store, k, n = click_run(run, view, [parse_pixel(p) for p in pixel], label, bias, backend)
-    target = _write_labelled(store, run, out)
+    pixels = [parse_pixel(p) for p in pixel]
+    target, (store, k, n) = _labelled(run, out, lambda: click_run(run, view, pixels, label, bias, backend))
     typer.echo(json.dumps({"label": k, "selected": n, "gaussians": len(store), "wrote": str(target)}))
 
 

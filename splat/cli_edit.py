@@ -104,12 +104,18 @@ def _command(name: str, selection: bool = True, output: bool = True):
 
         @functools.wraps(fn)
         def wrapper(**kw):
+            from .io.atomic import locked
+
             sel_kw = {p.name: kw.pop(p.name) for p in _SELECTION_PARAMS if p.name in kw}
             out_kw = {p.name: kw.pop(p.name) for p in _OUTPUT_PARAMS if p.name in kw}
             if selection:
                 kw["selection"] = build_selection(**sel_kw)
             if output:
                 kw["write"] = functools.partial(_write, **out_kw)
+            source = kw.get("input")
+            if out_kw.get("in_place") and isinstance(source, Path) and not out_kw.get("dry_run"):
+                with locked(_input_file(source)):  # read, edit and write back as one step
+                    return fn(**kw)
             return fn(**kw)
 
         params = own + extra
@@ -135,8 +141,10 @@ def _input_file(path: Path) -> Path:
 
 
 def _write(store, before: int, source: Optional[Path], selected: Optional[int] = None, out: Optional[Path] = None,
-           in_place: bool = False, dry_run: bool = False) -> None:
-    """Print the summary; unless ``dry_run``, write ``store`` to --out or over the input."""
+           in_place: bool = False, dry_run: bool = False, inputs: tuple = ()) -> None:
+    """Print the summary; unless ``dry_run``, write ``store`` to --out or over the input.
+    ``inputs``: further files the command read (merge), which --out must not name either."""
+    from .io.atomic import refuse_inputs
     from .io.scene_files import save_scene, scene_format
 
     sel = f"{selected} of {before} Gaussians selected; " if selected is not None else ""
@@ -147,10 +155,13 @@ def _write(store, before: int, source: Optional[Path], selected: Optional[int] =
     if not dry_run and not in_place and out is None:
         raise SplatError("no output: give --out FILE (or --in-place to overwrite the input)")
     target = _input_file(source) if in_place else out
-    if target is not None and source is not None and not in_place and target.resolve() == _input_file(source).resolve():
-        raise SplatError(f"{out}: is the input; pass --in-place to overwrite it")
+    if target is not None and not in_place:
+        refuse_inputs(target, ([_input_file(source)] if source is not None else []) + [_input_file(p) for p in inputs],
+                      "pass --in-place to overwrite it" if source is not None else "choose another --out")
     if target is not None:
         scene_format(target)
+    if len(store) == 0:
+        raise SplatError(f"{sel}the result has no Gaussians; nothing written")
     if dry_run:
         typer.echo(f"dry run: {sel}{before} -> {len(store)} Gaussians; nothing written")
         return
@@ -297,7 +308,7 @@ def merge_cmd(inputs: List[str] = typer.Argument(..., help="Scenes, each optiona
     """Concatenate scenes, each with an optional transform."""
     from . import edit
 
-    stores, xfs = [], []
+    stores, xfs, paths = [], [], []
     for spec in inputs:
         path, xf = Path(spec), None
         if not path.exists() and "@" in spec:
@@ -305,8 +316,9 @@ def merge_cmd(inputs: List[str] = typer.Argument(..., help="Scenes, each optiona
             path, xf = Path(head), edit.Similarity.parse(tail)
         stores.append(_load(path))
         xfs.append(xf)
+        paths.append(path)
     merged = edit.merge(stores, xfs)
-    write(merged, sum(len(s) for s in stores), None)
+    write(merged, sum(len(s) for s in stores), None, inputs=tuple(paths))
 
 
 @_command("export", selection=False, output=False)
@@ -320,9 +332,12 @@ def export_cmd(input: Path = typer.Argument(..., help="Scene (.ply, .splat or a 
 
     store = _load(input)
     fmt = scene_format(output, fmt)
-    if output.resolve() == _input_file(input).resolve():
-        raise SplatError(f"{output}: is the input; choose another output file")
+    from .io.atomic import refuse_inputs
+
+    refuse_inputs(output, [_input_file(input)])
     if drop_invalid:
         store = edit.clean(store, outliers=False, max_scale=float("inf"))
+    if len(store) == 0:
+        raise SplatError(f"{input}: no Gaussians to export (after dropping invalid ones); nothing written")
     save_scene(store, output, fmt)
     typer.echo(f"wrote {len(store)} Gaussians to {output} ({fmt})")

@@ -19,10 +19,23 @@ def _stats(t: torch.Tensor) -> dict:
     }
 
 
+def non_finite_rows(store: GaussianStore) -> torch.Tensor:
+    """[N] bool: Gaussians with NaN or Inf in any float field."""
+    bad = torch.zeros(len(store), dtype=torch.bool, device=store.device)
+    for t in store.fields().values():
+        if t.is_floating_point():
+            bad |= ~torch.isfinite((t if t.dim() > 1 else t[:, None]).detach().flatten(1)).all(1)
+    return bad
+
+
 def describe(store: GaussianStore) -> dict:
-    """Count, SH degree, bounds, opacity and scale statistics, extra fields."""
+    """Count, SH degree, bounds, opacity and scale statistics, extra fields. Statistics are over
+    the finite Gaussians; ``non_finite`` counts the others (``splat edit clean`` drops them)."""
+    bad = non_finite_rows(store)
+    info = {"count": len(store), "sh_degree": store.sh_degree, "dtype": str(store.dtype).replace("torch.", ""),
+            "non_finite": int(bad.sum())}
+    store = store.detach().select(~bad) if bad.any() else store
     n = len(store)
-    info = {"count": n, "sh_degree": store.sh_degree, "dtype": str(store.dtype).replace("torch.", "")}
     if n:
         m = store.means.detach()
         info["bounds_min"] = m.min(0).values.tolist()
@@ -43,7 +56,10 @@ def format_description(info: dict) -> str:
     """Human-readable lines for ``describe``'s output."""
     f3 = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
     lines = [f"Gaussians   {info['count']}", f"SH degree   {info['sh_degree']}", f"dtype       {info['dtype']}"]
-    if info["count"]:
+    if info.get("non_finite"):
+        lines.append(f"non-finite  {info['non_finite']} Gaussians with NaN or Inf (left out below; "
+                     "splat edit clean drops them)")
+    if "bounds_min" in info:
         lines.append(f"bounds      {f3(info['bounds_min'])} .. {f3(info['bounds_max'])}")
         lo, hi = info["bounds_1_99_percent"]
         lines.append(f"bounds 1-99% {f3(lo)} .. {f3(hi)}")

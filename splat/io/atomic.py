@@ -1,18 +1,69 @@
 """Atomic file writes (a temporary file in the same folder, fsync, then rename) and input opening.
 
 A reader (or a crash) never sees a partial file: the destination is either the
-previous complete file or the new complete file.
+previous complete file or the new complete file. A write through a symbolic link replaces
+the file the link names (the link stays); a replaced file keeps its permissions and a new
+one gets the user's umask, as a plain ``open`` would give it.
+
+``refuse_inputs`` keeps a command from writing over one of its inputs; ``locked`` serialises
+read-modify-write updates of one file (``--in-place``) across processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Iterator
 
 from ..errors import SplatError
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        m = os.umask(0o022)
+        os.umask(m)
+        return m
+
+
+_umask_lock = threading.Lock()
+
+
+def _real_destination(path: Path) -> Path:
+    """The file a write to ``path`` should replace: a symbolic link's target."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _file_mode(dest: Path) -> int:
+    """The permissions the new file gets: the replaced file's, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(dest).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _temporary_beside(path: Path, display: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise SplatError(f"{display}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    except OSError as e:
+        raise SplatError(f"{display}: cannot write ({e.strerror})") from None
+    try:
+        os.fchmod(fd, _file_mode(path))
+    except OSError:
+        pass
+    return fd, tmp
 
 
 @contextlib.contextmanager
@@ -21,14 +72,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
     On any exception the temporary file is removed and ``path`` is untouched.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise SplatError(f"{path}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise SplatError(f"{path}: cannot write ({e.strerror})") from None
+    shown = Path(path)
+    path = _real_destination(shown)
+    fd, tmp = _temporary_beside(path, shown, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -39,7 +85,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(e, OSError):  # disk full, I/O error: one line, nothing half-written
-            raise SplatError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise SplatError(f"{shown}: cannot write ({e.strerror or e})") from None
         raise
 
 
@@ -47,21 +93,81 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path next to ``path`` with the same suffix, for writers that take a file
     name (video and mesh libraries); renamed onto ``path`` when the block succeeds."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise SplatError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=folder)
+    shown = Path(path)
+    path = _real_destination(shown)
+    fd, tmp = _temporary_beside(path, shown, f".{path.stem}.", path.suffix)
     os.close(fd)
+    mode = _file_mode(path)
     try:
         yield Path(tmp)
+        with contextlib.suppress(OSError):  # the library may have written a new file there
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(e, OSError):
-            raise SplatError(f"{path}: cannot write ({e.strerror or e})") from None
+            raise SplatError(f"{shown}: cannot write ({e.strerror or e})") from None
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """A one-line error now, before a long computation, when ``path`` could not be written."""
+    shown = Path(path)
+    fd, tmp = _temporary_beside(_real_destination(shown), shown, f".{shown.name}.", ".probe")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file (through links and relative paths)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one is missing: compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def refuse_inputs(out: str | os.PathLike, inputs, hint: str = "choose another output") -> None:
+    """A one-line error when ``out`` is one of ``inputs``: no command writes over what it reads
+    unless asked to (``--in-place``)."""
+    for src in inputs:
+        if same_file(out, src):
+            raise SplatError(f"{out}: is an input of this command ({src}); {hint}")
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for updating ``path`` in place (read, change, write back).
+
+    The lock is an ``flock`` on the folder that holds the file (the file itself is replaced by
+    the atomic write, so a lock on it would not stop the next reader); the kernel drops it when
+    the holder exits, however it exits. Where locks are not supported the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder = _real_destination(Path(path)).parent
+    try:
+        fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            import sys
+
+            print(f"splat: waiting for another command that is updating a file in {folder} ...", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -109,6 +109,19 @@ def _build_extension(kind: str, sources: list[str], extra_cflags: list[str], ext
     return mod
 
 
+def _try_lock(fcntl, fd: int, seconds: float) -> bool:
+    """Take the flock on ``fd`` within ``seconds``; False if it is still held by then."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _build_lock(kind: str, build_dir: Path):
     """Hold the build lock of ``build_dir``, saying so when another process holds it."""
@@ -123,9 +136,7 @@ def _build_lock(kind: str, build_dir: Path):
     except OSError as e:
         raise SplatError(f"the {kind} backend cannot be built: {lock} ({e.strerror}); set SPLAT_CACHE") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fcntl, fd, seconds=2.0):  # a warm load holds it for well under that
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             print(f"splat: waiting for another process (pid {owner}) that is building the {kind} backend "
                   f"in {build_dir} ...", file=sys.stderr, flush=True)

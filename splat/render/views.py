@@ -9,14 +9,20 @@ from ..errors import SplatError
 from ..store import GaussianStore
 
 
+DENSE_FRACTION = 0.8  # the share of the Gaussians a default view frames
+
+
 def scene_center_radius(store: GaussianStore) -> tuple[torch.Tensor, float]:
-    """Robust centre (median) and radius (98th percentile distance) of the means."""
-    if len(store) == 0:
-        raise SplatError("the scene has no Gaussians to look at")
+    """Robust centre (median) and radius of the dense part of the scene: the distance within
+    which ``DENSE_FRACTION`` of the finite means lie, x 1.1. A trained scene keeps about a tenth
+    of its Gaussians on a far sphere for the sky; framing all of them would show that sphere."""
     m = store.means.detach().double().cpu()
+    m = m[torch.isfinite(m).all(1)]
+    if len(m) == 0:
+        raise SplatError("the scene has no Gaussians to look at")
     center = m.median(0).values
     dist = (m - center).norm(dim=-1)
-    radius = float(torch.quantile(dist, 0.98)) if len(m) > 1 else 1.0
+    radius = 1.1 * float(torch.quantile(dist, DENSE_FRACTION)) if len(m) > 1 else 1.0
     return center, max(radius, 1e-3)
 
 

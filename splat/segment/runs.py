@@ -23,8 +23,9 @@ def read_label_image(path: Path) -> torch.Tensor:
             import imageio.v3 as iio
 
             arr = np.asarray(iio.imread(path))
-    except (OSError, ValueError) as e:
-        raise SplatError(f"{path}: cannot read label image ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # imageio and numpy raise many kinds for a file that is not an image
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise SplatError(f"{path}: cannot read label image ({reason})") from None
     if arr.ndim == 3:
         if not (arr[..., :1] == arr[..., : min(3, arr.shape[2])]).all():
             raise SplatError(f"{path}: a colour image; label images hold one integer per pixel")
@@ -36,10 +37,16 @@ def read_label_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
-def fit_labels(label: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Nearest-neighbour resize of a label image to the camera's size (downscaled runs)."""
+def fit_labels(label: torch.Tensor, width: int, height: int, downscale: int = 1, path: Path | None = None) -> torch.Tensor:
+    """A label image at the camera's size, or at the photo's full size in a run trained with
+    ``--downscale`` (then resized, nearest neighbour). Any other size is a one-line error: a mask
+    made for another image would label the wrong Gaussians."""
     if tuple(label.shape) == (height, width):
         return label
+    H, W = label.shape
+    if downscale == 1 or (H // downscale, W // downscale) != (height, width):
+        full = f" or {width * downscale}x{height * downscale}" if downscale > 1 else ""
+        raise SplatError(f"{path or 'label image'}: is {W}x{H}, the view is {width}x{height}{full}")
     ys = torch.arange(height) * label.shape[0] // height
     xs = torch.arange(width) * label.shape[1] // width
     return label[ys][:, xs]
@@ -68,7 +75,7 @@ def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 
             continue
         cam = dataset.cameras[i]
         cams.append(cam)
-        labels.append(fit_labels(read_label_image(found), cam.width, cam.height))
+        labels.append(fit_labels(read_label_image(found), cam.width, cam.height, config.downscale, found))
     if not cams:
         example = dataset.image_paths[dataset.train[0]].stem
         raise SplatError(f"{masks}: no label image matches the dataset's views (expected names like {example}.png)")

@@ -78,6 +78,12 @@ class TrainConfig:
             raise SplatError(f"learning rates missing for {', '.join(sorted(missing))}")
         return self
 
+    def load_dataset(self):
+        """The Dataset these settings train on (every command that opens a run's data asks here)."""
+        from ..data.loaders import load_dataset
+
+        return load_dataset(self.data, self.downscale, skip_missing=self.skip_missing)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -88,3 +94,17 @@ class TrainConfig:
         if unknown:
             raise SplatError(f"unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**d).validate()
+
+
+def read_run_config(run) -> TrainConfig:
+    """The TrainConfig of run folder ``run`` (its config.json), or a one-line SplatError."""
+    import json
+    from pathlib import Path
+
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise SplatError(f"{run}: not a training run (no config.json)")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError) as e:
+        raise SplatError(f"{path}: unreadable ({e})") from None

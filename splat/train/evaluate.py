@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
-from ..data.loaders import load_dataset
 from ..errors import SplatError
 from ..io.atomic import write_text_atomic
 from ..io.images import save_image
 from ..io.ply import load_ply
 from ..render import rasterize
-from .config import TrainConfig
+from .config import read_run_config
 from .device import pick_device
 from .losses import psnr, ssim
 
@@ -48,15 +47,10 @@ def lpips_model():
 def load_run(run: str | Path):
     """(config, dataset, store) of a finished run folder."""
     run = Path(run)
-    if not (run / "config.json").is_file():
-        raise SplatError(f"{run}: not a training run (no config.json)")
+    config = read_run_config(run)
     if not (run / "scene.ply").is_file():
         raise SplatError(f"{run}: has no scene.ply yet (the run has not finished; resume it)")
-    try:
-        config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise SplatError(f"{run / 'config.json'}: unreadable ({e})") from None
-    return config, load_dataset(config.data, config.downscale), load_ply(run / "scene.ply")
+    return config, config.load_dataset(), load_ply(run / "scene.ply")
 
 
 def evaluate(run: str | Path, backend: str | None = None, save_images: bool = True) -> dict:

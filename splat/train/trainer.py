@@ -11,7 +11,8 @@ A run lives in one folder:
 
 All random draws come from one generator seeded by ``config.seed`` and saved in
 every checkpoint, and the CPU backend is deterministic, so N steps + resume + N
-steps equal 2N steps in one go, bitwise.
+steps equal 2N steps in one go, bitwise. Torch's global generator is neither drawn from
+nor saved: its state is seeded afresh in every process, so saving it recorded noise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import torch
 
 from ..camera import save_cameras_json
 from ..data.dataset import Dataset, check_images_readable, downscale_image
-from ..data.loaders import load_dataset
 from ..errors import NothingToDo, SplatError
 from ..interrupts import Interrupted, deferred, signal_name
 from ..io.atomic import write_text_atomic
@@ -37,7 +37,7 @@ from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, read_run_config
 from .device import pick_device
 from .init import initial_points, initial_store, scene_scale, sky_points
 from .losses import l1, photometric_loss, psnr
@@ -46,6 +46,9 @@ from .mcmc import MCMCStrategy
 # (initial opacity, initial scale x mean 3-NN distance). The MCMC reference starts at 0.1 x;
 # here both start at 1 x: at 0.1 x the Gaussians begin below a pixel and short runs stall
 # (300 steps on the 64 px default scene: 6.6 dB held out at 0.1 x, 22.6 dB at 1 x).
+# the files of a run folder that commands read; only the trainer and --in-place updates write them
+RUN_FILES = ("scene.ply", "config.json", "cameras.json", "metrics.jsonl", "eval.json")
+
 STRATEGY_DEFAULTS = {
     "mcmc": (0.5, 1.0),
     "adc": (0.1, 1.0),
@@ -103,7 +106,7 @@ class Trainer:
             raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
         config.validate()
         resolve_backend(config.backend, pick_device(config.backend))  # builds a native one now, not mid-run
-        dataset = load_dataset(config.data, config.downscale, skip_missing=config.skip_missing)
+        dataset = config.load_dataset()
         if not dataset.train:
             raise SplatError(f"{config.data}: no training views")
         check_images_readable([dataset.image_paths[i] for i in dataset.train + dataset.test])
@@ -127,13 +130,7 @@ class Trainer:
             SplatError: not a run, a damaged checkpoint, or ``steps`` below the run's step.
         """
         run = Path(run)
-        cfg_path = run / "config.json"
-        if not cfg_path.is_file():
-            raise SplatError(f"{run}: not a training run (no config.json)")
-        try:
-            config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-            raise SplatError(f"{cfg_path}: unreadable ({e})") from None
+        config = read_run_config(run)
         found = list_checkpoints(run)
         state = load_checkpoint(found[-1]) if found else None
         done = int(state.get("step", 0)) if isinstance(state, dict) else 0
@@ -146,13 +143,13 @@ class Trainer:
         changed = target != config.steps
         config.steps = target
         config.validate()
-        trainer = cls(config, run, load_dataset(config.data, config.downscale, skip_missing=config.skip_missing))
+        trainer = cls(config, run, config.load_dataset())
         if state is None:  # a start stopped before its first checkpoint: begin again, as the start would have
             trainer._init_gaussians()
         else:
             trainer.load_state(state)
         if changed:
-            write_text_atomic(cfg_path, json.dumps(config.to_dict(), indent=1))
+            write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=1))
         trainer._truncate_log()
         return trainer
 
@@ -185,7 +182,7 @@ class Trainer:
     def state(self) -> dict:
         return {
             "step": self.step, "adam": self.adam.state_dict(), "strategy": self.strategy.state_dict(),
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
             "order": self.order.clone(), "order_pos": self.order_pos, "elapsed": self.elapsed,
             "config": self.config.to_dict(),
         }
@@ -200,7 +197,6 @@ class Trainer:
             self.adam = Adam.from_state_dict(adam_state, fused=self.fused)
             self.strategy.load_state_dict(state["strategy"])
             self.generator.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
             self.order, self.order_pos = state["order"], int(state["order_pos"])
             self.elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, TypeError, RuntimeError) as e:

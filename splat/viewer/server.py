@@ -8,6 +8,7 @@ rendering. A render error is shown in the GUI and the thread keeps serving.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from ..camera import Camera
 from ..errors import SplatError
+from ..render.api import available_backends, check_backend_name, resolve_backend
 from ..render.views import scene_center_radius
 from ..store import GaussianStore
 from .convert import camera_from_pose, pose_from_camera
@@ -167,10 +170,19 @@ class Viewer:
         self.loops: dict[int, _ClientLoop] = {}
         self.last_error: str | None = None
         check_host(host)
+        check_backend_name(backend)
+        # build the native backends now: the page would otherwise stay blank while they compile
+        if backend == "auto":
+            available_backends()
+        else:
+            resolve_backend(backend, torch.device("cpu") if backend != "cuda" else torch.device("cuda"))
+        free = free_port(host, int(port))
+        if free != int(port):
+            print(f"splat: port {port} is taken; serving on {free}", file=sys.stderr, flush=True)
         try:
-            self.server = viser.ViserServer(host=host, port=port, verbose=False)
+            self.server = viser.ViserServer(host=host, port=free, verbose=False)
         except (OSError, OverflowError, ValueError) as e:
-            raise SplatError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e})") from None
+            raise SplatError(f"cannot listen on {host}:{free} ({getattr(e, 'strerror', None) or e})") from None
         self.host, self.port = host, self.server.get_port()
         self._splats = None
         self._frusta = []
@@ -237,8 +249,6 @@ class Viewer:
         ic.fov = float(fov)
 
     def _build_gui(self) -> None:
-        from ..render.api import available_backends
-
         gui = self.server.gui
         backends = ["auto"] + [b for b in available_backends() if b != "gsplat"]
         start = self.settings.backend if self.settings.backend in backends else "auto"
@@ -350,6 +360,25 @@ class Viewer:
 def check_port(port: int) -> None:
     if not 0 <= int(port) <= 65535:
         raise SplatError(f"port {port} is outside 0..65535")
+
+
+def free_port(host: str, port: int, tries: int = 100) -> int:
+    """``port`` if it can be listened on at ``host``, else the next one that can (a one-line
+    error when none of ``tries`` ports up to 65535 is free). Port 0 asks the system for one."""
+    import socket
+
+    if port == 0:
+        return 0
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for p in range(port, min(port + tries, 65536)):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, p))
+                return p
+            except OSError:
+                continue
+    raise SplatError(f"no free port at {host} from {port} to {min(port + tries, 65536) - 1}; choose another --port")
 
 
 def check_host(host: str) -> None:
