@@ -11,7 +11,7 @@ import numpy as np
 import typer
 
 from .errors import NothingToDo, SplatError
-from .interrupts import Interrupted
+from .interrupts import KEPT, Interrupted, signal_name
 from .interrupts import raising as interrupts_raise
 from .numbers import parse_numbers
 
@@ -234,8 +234,8 @@ def view(
         end = time.monotonic() + seconds if seconds is not None else float("inf")
         while time.monotonic() < end:
             time.sleep(min(0.5, max(0.0, end - time.monotonic())))
-    except KeyboardInterrupt:
-        pass
+    except Interrupted as e:
+        raise Interrupted(f"viewer stopped ({signal_name(e.signum)})", e.signum) from None
     finally:
         viewer.close()
 
@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except Interrupted as e:
-        print(f"{e}" if str(e).startswith("interrupted") else f"interrupted: {e}", file=sys.stderr)
+        print(("\n" if sys.stderr.isatty() else "") + str(e), file=sys.stderr)  # past a progress line
         return 130
     except _ABORT:
         print("error: aborted", file=sys.stderr)
@@ -447,10 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # only where no handler could be installed (not the main thread)
-        print("interrupted", file=sys.stderr)
+        print(f"interrupted; {KEPT}", file=sys.stderr)
         return 130
     if code == 130:  # typer turned a KeyboardInterrupt it caught into this status
-        print("interrupted", file=sys.stderr)
+        print(f"interrupted; {KEPT}", file=sys.stderr)
     return code if isinstance(code, int) else 0
 
 

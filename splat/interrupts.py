@@ -31,8 +31,12 @@ def signal_name(signum: int) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
+# what an interrupted command keeps, unless it says more: every write is atomic
+KEPT = "every file is written whole or not at all, so none was left half-written"
+
+
 def _raise(signum, _frame):
-    raise Interrupted(f"interrupted ({signal_name(signum)})", signum)
+    raise Interrupted(f"interrupted ({signal_name(signum)}); {KEPT}", signum)
 
 
 @contextlib.contextmanager

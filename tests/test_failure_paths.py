@@ -202,7 +202,7 @@ def test_keyboard_interrupt_exits_130_with_a_line(capsys, files, monkeypatch):
 
     monkeypatch.setattr(splat.inspect, "describe", interrupted)
     code, _, err = run_cli(capsys, "info", files / "a.ply")
-    assert code == 130 and err.strip() == "interrupted"
+    assert code == 130 and err.startswith("interrupted; ") and "half-written" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
@@ -230,6 +230,21 @@ def test_signal_checkpoints_the_step_and_the_run_resumes(data, tmp_path, sig):
     code = subprocess.run(splat_cmd("train", "--resume", run, "--steps", step + 3), capture_output=True, text=True)
     assert code.returncode == 0, code.stderr[-2000:]
     assert json.loads(code.stdout)["steps"] == step + 3
+
+
+def test_ctrl_c_while_rendering_a_video_writes_nothing(files):
+    proc = subprocess.Popen(splat_cmd("render", files / "a.ply", "--out", files / "v.mp4", "--frames", 5000,
+                                      "--width", 64, "--height", 64, "--backend", "torch"),
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = ""
+    while "rendering frames" not in seen:
+        seen += proc.stderr.read(1)
+        assert proc.poll() is None, seen
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted (Ctrl-C); every file is written whole")
+    assert not (files / "v.mp4").exists() and not [p for p in files.iterdir() if p.name.startswith(".v.")]
 
 
 def test_a_start_stopped_before_its_first_checkpoint_resumes_from_step_zero(capsys, data, tmp_path):
@@ -317,3 +332,21 @@ def test_training_draws_nothing_from_torchs_global_generator(data, tmp_path):
     trainer.train()
     assert torch.equal(torch.get_rng_state(), state)
     assert "torch_rng" not in torch.load(sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True)
+
+
+@pytest.mark.slow
+def test_sfm_keeps_colmaps_log_in_a_file_and_leaves_no_half_made_dataset(tmp_path):
+    pytest.importorskip("pycolmap")
+    from splat.scenes import generate
+
+    scene = generate("default", tmp_path / "scene", size=240, views=14)
+    out = tmp_path / "sfm"
+    proc = subprocess.run(splat_cmd("sfm", scene / "images", out), capture_output=True, text=True, timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) <= 8, proc.stderr[-3000:]  # one line per stage, not COLMAP's ~200
+    if proc.returncode == 0:  # the mapper registered enough of these few views
+        assert (out / "colmap" / "sfm.log").stat().st_size > 1000 and (out / "sparse" / "0").is_dir()
+    else:  # a failed run leaves no dataset folder that the next run would refuse, and keeps the log
+        assert proc.returncode == 1 and lines[-1].startswith("error: sfm:") and "COLMAP's log" in lines[-1]
+        assert not out.exists() and (tmp_path / "sfm.sfm.log").stat().st_size > 1000
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sfm.")]  # no work folder left

@@ -1,12 +1,19 @@
 """Photos -> camera poses with pycolmap: SIFT on the CPU, matching, incremental mapping, undistortion.
 
 The result is a COLMAP dataset folder (images/ undistorted, sparse/0) that
-``load_dataset`` reads like any other.
+``load_dataset`` reads like any other. It is built in a hidden folder beside ``out`` and
+renamed into place at the end, so a failed or interrupted run leaves no half-made dataset
+that the next run would refuse. COLMAP's own log (glog, ~150 lines a run) goes to
+``out/colmap/sfm.log``; the console shows one line per stage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -40,10 +47,75 @@ def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = pr
     names = sorted(p.name for p in photos.iterdir() if p.suffix in IMAGE_EXTS)
     if len(names) < 2:
         raise SplatError(f"{photos}: needs at least 2 images (.png or .jpg), found {len(names)}")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SplatError(f"output folder {out} already exists and is not empty")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise SplatError(f"{out}: cannot create the dataset folder ({e.strerror})") from None
+    log_file = tmp / "colmap" / "sfm.log"
+    try:
+        (tmp / "colmap").mkdir()
+        with native_log_to(log_file):
+            _reconstruct(pycolmap, photos, names, tmp, log, min_registered, camera_model)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException as e:
+        kept = _keep_log(log_file, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, SplatError) and kept:
+            raise SplatError(f"{e} (COLMAP's log: {kept})") from None
+        raise
+    log(f"sfm: wrote {out} (COLMAP's log: {out / 'colmap' / 'sfm.log'})")
+    return out
+
+
+def _keep_log(log_file: Path, out: Path) -> Path | None:
+    """Save COLMAP's log of a failed run beside ``out`` (the work folder is removed)."""
+    if not log_file.is_file():
+        return None
+    kept = out.with_name(out.name + ".sfm.log")
+    with contextlib.suppress(OSError):
+        shutil.copyfile(log_file, kept)
+        return kept
+    return None
+
+
+@contextlib.contextmanager
+def native_log_to(path: Path):
+    """Send what native code writes to file descriptor 2 (glog) to ``path``; Python's own
+    ``sys.stderr`` keeps the console when it is that descriptor (a captured stream is left as it is)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    console = None
+    try:
+        uses_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        uses_fd2 = False
+    previous = sys.stderr
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+    try:
+        if uses_fd2:
+            console = os.fdopen(os.dup(saved), "w", buffering=1)
+            sys.stderr = console
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        if console is not None:
+            console.close()
+
+
+def _reconstruct(pycolmap, photos: Path, names: list[str], out: Path, log, min_registered: int,
+                 camera_model: str) -> None:
+    """Features, matches, mapping and undistortion of ``names`` into the dataset folder ``out``."""
     work = out / "colmap"
-    work.mkdir(parents=True, exist_ok=True)
     db = work / "database.db"
     t0 = time.perf_counter()
     reader = pycolmap.ImageReaderOptions()
@@ -84,5 +156,4 @@ def run_sfm(photos: str | Path, out: str | Path, log: Callable[[str], None] = pr
         for f in list((out / "sparse").iterdir()):
             if f.is_file():
                 shutil.move(str(f), out / "sparse" / "0" / f.name)
-    log(f"sfm: done in {time.perf_counter() - t0:.1f} s: {out}")
-    return out
+    log(f"sfm: done in {time.perf_counter() - t0:.1f} s")
