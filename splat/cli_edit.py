@@ -160,11 +160,11 @@ def _write(store, before: int, source: Optional[Path], selected: Optional[int] =
                       "pass --in-place to overwrite it" if source is not None else "choose another --out")
     if target is not None:
         scene_format(target)
-    if len(store) == 0:
-        raise SplatError(f"{sel}the result has no Gaussians; nothing written")
     if dry_run:
         typer.echo(f"dry run: {sel}{before} -> {len(store)} Gaussians; nothing written")
         return
+    if len(store) == 0:
+        raise SplatError(f"{sel}the result has no Gaussians; nothing written")
     save_scene(store, target)
     typer.echo(f"{sel}{before} -> {len(store)} Gaussians; wrote {target}")
 

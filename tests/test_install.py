@@ -74,7 +74,8 @@ def test_the_package_carries_the_native_sources():
 @pytest.mark.skipif(os.environ.get("SPLAT_REQUIRE_WHEEL") != "1", reason="CI runs the suite on an installed wheel")
 def test_the_suite_runs_on_the_installed_package():
     here = Path(splat.__file__).resolve()
-    assert ROOT not in here.parents, f"splat was imported from the checkout ({here}), not the installed wheel"
+    assert (ROOT / "splat").resolve() not in here.parents, f"splat was imported from the checkout ({here})"
+    assert "site-packages" in here.parts
 
 
 def test_the_cpu_backend_renders_from_the_installed_package():
