@@ -47,7 +47,6 @@ def _scene_and_cameras(path: Path, check: bool = True):
     """(store, cameras or None) of a .ply or .splat file or a training run folder. With
     ``check`` a scene with NaN or Inf is refused, naming how many Gaussians hold them."""
     from .camera import load_cameras_json
-    from .inspect import non_finite_rows
     from .io.scene_files import load_scene
 
     cams = None
@@ -57,7 +56,7 @@ def _scene_and_cameras(path: Path, check: bool = True):
         cams = load_cameras_json(path / "cameras.json") if (path / "cameras.json").is_file() else None
         path = path / "scene.ply"
     store = load_scene(path)
-    bad = non_finite_rows(store)
+    bad = store.non_finite_rows()
     if check and bad.any():
         raise SplatError(f"{path}: {int(bad.sum())} of {len(store)} Gaussians hold NaN or Inf (first: row "
                          f"{int(bad.nonzero()[0, 0])}); splat edit clean drops them")

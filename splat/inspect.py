@@ -19,19 +19,10 @@ def _stats(t: torch.Tensor) -> dict:
     }
 
 
-def non_finite_rows(store: GaussianStore) -> torch.Tensor:
-    """[N] bool: Gaussians with NaN or Inf in any float field."""
-    bad = torch.zeros(len(store), dtype=torch.bool, device=store.device)
-    for t in store.fields().values():
-        if t.is_floating_point():
-            bad |= ~torch.isfinite((t if t.dim() > 1 else t[:, None]).detach().flatten(1)).all(1)
-    return bad
-
-
 def describe(store: GaussianStore) -> dict:
     """Count, SH degree, bounds, opacity and scale statistics, extra fields. Statistics are over
     the finite Gaussians; ``non_finite`` counts the others (``splat edit clean`` drops them)."""
-    bad = non_finite_rows(store)
+    bad = store.non_finite_rows()
     info = {"count": len(store), "sh_degree": store.sh_degree, "dtype": str(store.dtype).replace("torch.", ""),
             "non_finite": int(bad.sum())}
     store = store.detach().select(~bad) if bad.any() else store

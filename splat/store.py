@@ -209,6 +209,14 @@ class GaussianStore:
         return self
 
     # -- validation ----------------------------------------------------------------
+    def non_finite_rows(self) -> torch.Tensor:
+        """[N] bool: the Gaussians with NaN or Inf in any float field (core or extra)."""
+        bad = torch.zeros(len(self), dtype=torch.bool, device=self.device)
+        for t in self.fields().values():
+            if t.is_floating_point():
+                bad |= ~torch.isfinite((t if t.dim() > 1 else t[:, None]).detach().flatten(1)).all(1)
+        return bad
+
     def validate(self) -> "GaussianStore":
         """Check shapes, dtypes and finiteness; raise SplatError naming the field.
 

@@ -90,10 +90,8 @@ def clean_masks(
         raise SplatError(f"clean: min opacity {min_opacity} is outside 0..1")
     if neighbors < 1 or not (std_ratio > 0):
         raise SplatError("clean: neighbours must be >= 1 and the std ratio > 0")
-    from ..inspect import non_finite_rows
-
     s = store.detach()
-    finite = ~non_finite_rows(s)
+    finite = ~s.non_finite_rows()
     finite &= s.quats.norm(dim=-1) > 0
     out = {"non_finite": ~finite}
     alive = finite.clone()
