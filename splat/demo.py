@@ -59,7 +59,8 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     scene, run = out / "scene", out / "run"
     if out.exists() and not out.is_dir():
         raise SplatError(f"{out}: is a file; --out names the demo's folder")
-    if run.exists() and any(run.iterdir()):
+    interrupted = (run / "config.json").is_file() and not (run / "scene.ply").is_file()
+    if run.exists() and any(run.iterdir()) and not interrupted:
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     check_backend_name(backend)  # before anything is written
     pick_device(backend)
@@ -71,11 +72,16 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     t_scene = time.perf_counter() - t0
     if builder is not None:
         builder.join()
-    config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
-    if steps is not None:
-        config.steps = steps
-    trainer = Trainer.start(config, run)
-    log(f"training {config.strategy} for {config.steps} steps on {trainer.dataset_summary()} ...")
+    if interrupted:  # a demo stopped by Ctrl-C or SIGTERM goes on where it stopped
+        trainer = Trainer.resume(run, steps)
+        config = trainer.config
+        log(f"resuming the interrupted demo run at step {trainer.step} of {config.steps} ...")
+    else:
+        config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
+        if steps is not None:
+            config.steps = steps
+        trainer = Trainer.start(config, run)
+        log(f"training {config.strategy} for {config.steps} steps on {trainer.dataset_summary()} ...")
     summary = run_with_progress(trainer)
     video = render_video(trainer.store(), camera_path("orbit", trainer.dataset.cameras, frames=60), run / "orbit.mp4",
                          backend=backend, background=config.eval_background)

@@ -350,3 +350,33 @@ def test_sfm_keeps_colmaps_log_in_a_file_and_leaves_no_half_made_dataset(tmp_pat
         assert proc.returncode == 1 and lines[-1].startswith("error: sfm:") and "COLMAP's log" in lines[-1]
         assert not out.exists() and (tmp_path / "sfm.sfm.log").stat().st_size > 1000
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sfm.")]  # no work folder left
+
+
+def test_an_interrupted_demo_goes_on_when_run_again(tmp_path):
+    out = tmp_path / "d"
+    args = ("demo", "--out", out, "--size", 48, "--views", 10, "--backend", "cpu")
+    proc = subprocess.Popen(splat_cmd(*args, "--steps", 100000), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    log = out / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not log.is_file() or not log.read_text().strip():
+        assert proc.poll() is None and time.monotonic() < deadline, "the demo did not start training"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "resume with" in err.strip().splitlines()[-1], err[-2000:]
+    from splat.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    step = load_checkpoint(latest_checkpoint(out / "run"))["step"]
+    again = subprocess.run(splat_cmd(*args, "--steps", step + 5), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming the interrupted demo run at step {step}" in again.stdout
+    assert (out / "run" / "scene.ply").is_file() and (out / "run" / "orbit.mp4").is_file()
+
+
+def test_mesh_and_sfm_into_an_unwritable_folder_are_one_line(capsys, finished_run, data):
+    code, _, err = run_cli(capsys, "mesh", finished_run, "--out", f"{UNWRITABLE}/m.ply")
+    assert code == 1 and "cannot write" in err and err.count("\n") == 1, err
+    pytest.importorskip("pycolmap")
+    code, _, err = run_cli(capsys, "sfm", data / "images", f"{UNWRITABLE}/sfm")
+    assert code == 1 and "cannot create the dataset folder" in err and err.count("\n") == 1, err

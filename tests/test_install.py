@@ -197,6 +197,12 @@ def test_a_taken_port_is_said_and_the_last_one_is_an_error(capsys, tmp_path):
         s.listen()
         taken = s.getsockname()[1]
         assert free_port("127.0.0.1", taken) != taken
+        pytest.importorskip("viser")
+        from splat.viewer import Viewer
+
+        v = Viewer(random_store(20, 0), backend="torch", port=taken)
+        v.close()
+        assert f"port {taken} is taken; serving on {v.port}" in capsys.readouterr().err
     save_ply(random_store(20, 0), tmp_path / "a.ply")
     with socket.socket() as s:
         try:
