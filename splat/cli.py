@@ -46,15 +46,11 @@ def info(
 def _scene_and_cameras(path: Path, check: bool = True):
     """(store, cameras or None) of a .ply or .splat file or a training run folder. With
     ``check`` a scene with NaN or Inf is refused, naming how many Gaussians hold them."""
-    from .camera import load_cameras_json
     from .io.scene_files import load_scene
+    from .run import Run, scene_file_of
 
-    cams = None
-    if path.is_dir():
-        if not (path / "scene.ply").is_file():
-            raise SplatError(f"{path}: not a finished training run (no scene.ply)")
-        cams = load_cameras_json(path / "cameras.json") if (path / "cameras.json").is_file() else None
-        path = path / "scene.ply"
+    cams = Run(path).cameras() if path.is_dir() else None
+    path = scene_file_of(path)
     store = load_scene(path)
     bad = store.non_finite_rows()
     if check and bad.any():
@@ -86,6 +82,7 @@ def render(
     from .io.video import VIDEO_SUFFIXES
     from .render import rasterize
     from .render.views import default_cameras
+    from .run import Run
 
     for name, v in (("--width", width), ("--height", height)):
         if v is not None and not 1 <= v <= 16384:
@@ -121,7 +118,7 @@ def render(
         return
     if camera is not None or run_cams is not None:
         cams = load_cameras_json(camera) if camera is not None else run_cams
-        src = camera if camera is not None else file / "cameras.json"
+        src = camera if camera is not None else Run(file).cameras_path
         if not 0 <= index < len(cams):
             raise SplatError(f"--index {index} out of range: {src} has {len(cams)} cameras")
         cam = cams[index]
@@ -282,7 +279,7 @@ def mesh(
 ):
     """A triangle mesh from the splats: depth maps fused in a TSDF volume (open3d)."""
     from .mesh import DEPTH_MODES, extract_mesh, mesh_cameras, save_mesh
-    from .train.evaluate import load_run
+    from .run import Run
 
     if depth not in DEPTH_MODES:
         raise SplatError(f"--depth '{depth}' is unknown (use {', '.join(DEPTH_MODES)})")
@@ -291,10 +288,9 @@ def mesh(
     if out.suffix.lower() not in (".ply", ".obj"):
         raise SplatError(f"{out}: mesh must end in .ply or .obj")
     from .io.atomic import check_writable, refuse_inputs
-    from .train.trainer import RUN_FILES
 
-    refuse_inputs(out, [run / name for name in RUN_FILES], "choose another --out (a mesh is not a run's file)")
-    config, dataset, store = load_run(run)
+    refuse_inputs(out, Run(run).inputs, "choose another --out (a mesh is not a run's file)")
+    config, dataset, store = Run(run).load()
     check_writable(out)  # before the depth maps are fused
     cams = mesh_cameras(views, dataset.cameras, dataset.train)
     scale = float(np.linalg.norm(dataset.transform[:3, 0]))  # input -> normalised scale factor
@@ -320,11 +316,12 @@ def _labelled(run: Path, out: Optional[Path], solve):
     Returns (target, what solve returned)."""
     from .io.atomic import locked, refuse_inputs
     from .io.scene_files import save_scene
-    from .train.trainer import RUN_FILES
+    from .run import Run
 
-    target = out if out is not None else run / "scene.ply"
+    layout = Run(run)
+    target = out if out is not None else layout.scene_path
     if out is not None:
-        refuse_inputs(out, [run / name for name in RUN_FILES if name != "scene.ply"])
+        refuse_inputs(out, [p for p in layout.inputs if p != layout.scene_path])
     with locked(target):
         result = solve()
         save_scene(result[0], target)

@@ -59,8 +59,10 @@ def _frustum_camera(spec: str):
     path, sep, index = spec.rpartition(":")
     if not sep or not index.lstrip("-").isdigit():
         raise SplatError(f"--frustum: '{spec}' is not CAMERAS.json:INDEX")
+    from .run import Run
+
     p = Path(path)
-    cams = load_cameras_json(p / "cameras.json" if p.is_dir() else p)
+    cams = load_cameras_json(Run(p).cameras_path if p.is_dir() else p)
     i = int(index)
     if not 0 <= i < len(cams):
         raise SplatError(f"--frustum: camera {i} is out of range 0..{len(cams) - 1}")
@@ -128,16 +130,15 @@ def _command(name: str, selection: bool = True, output: bool = True):
 
 def _load(path: Path):
     from .io.scene_files import load_scene
+    from .run import scene_file_of
 
-    if path.is_dir():
-        if not (path / "scene.ply").is_file():
-            raise SplatError(f"{path}: a folder without scene.ply (expected a .ply, a .splat or a training run)")
-        path = path / "scene.ply"
-    return load_scene(path)
+    return load_scene(scene_file_of(path))
 
 
 def _input_file(path: Path) -> Path:
-    return path / "scene.ply" if path.is_dir() else path
+    from .run import Run
+
+    return Run(path).scene_path if path.is_dir() else path
 
 
 def _write(store, before: int, source: Optional[Path], selected: Optional[int] = None, out: Optional[Path] = None,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .errors import SplatError
+from .run import Run
 
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(
@@ -59,7 +60,7 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     scene, run = out / "scene", out / "run"
     if out.exists() and not out.is_dir():
         raise SplatError(f"{out}: is a file; --out names the demo's folder")
-    interrupted = (run / "config.json").is_file() and not (run / "scene.ply").is_file()
+    interrupted = Run(run).started and not Run(run).finished
     if run.exists() and any(run.iterdir()) and not interrupted:
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     check_backend_name(backend)  # before anything is written
@@ -86,11 +87,11 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     video = render_video(trainer.store(), camera_path("orbit", trainer.dataset.cameras, frames=60), run / "orbit.mp4",
                          backend=backend, background=config.eval_background)
     summary.update(scene_seconds=round(t_scene, 1), total_seconds=round(time.perf_counter() - t0, 1),
-                   ply=str(run / "scene.ply"), eval=str(run / "eval.json"), video=str(video))
+                   ply=str(Run(run).scene_path), eval=str(Run(run).eval_path), video=str(video))
     log(json.dumps(summary, indent=1))
     log("next:\n"
         f"  splat eval {run}                                  # held-out metrics again\n"
         f"  splat render {run} --path spiral --out spiral.mp4  # another video\n"
-        f"  splat info {run / 'scene.ply'}                     # what the PLY holds\n"
+        f"  splat info {Run(run).scene_path}                     # what the PLY holds\n"
         f"  splat train {scene} --out {out / 'run_adc'} --strategy adc --steps 3000  # the classic strategy")
     return summary

@@ -16,7 +16,7 @@ import torch
 
 from .errors import SplatError
 
-SH_C0 = 0.28209479177387814  # Y_0^0: RGB = SH_C0 * dc + 0.5
+from .geometry import SH_C0, rgb_to_sh_dc  # noqa: F401 (re-exported: the store's colour convention)
 
 CORE_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "sh")
 
@@ -24,11 +24,6 @@ CORE_FIELDS = ("means", "log_scales", "quats", "opacity_logits", "sh")
 def num_sh_bases(degree: int) -> int:
     """Number of SH coefficients per channel for ``degree`` (0..3): (d+1)^2."""
     return (degree + 1) ** 2
-
-
-def rgb_to_sh_dc(rgb: torch.Tensor) -> torch.Tensor:
-    """Inverse of the DC colour: the SH DC coefficient giving ``rgb`` [...,3]."""
-    return (rgb - 0.5) / SH_C0
 
 
 @dataclass

@@ -8,7 +8,8 @@ import torch
 
 from splat import Camera, GaussianStore, SplatError
 from splat.render import rasterize
-from splat.render.reference import Projected, blend_tile, covariance_3d, project
+from splat.geometry import covariance_3d
+from splat.render.reference import Projected, blend_tile, project
 from conftest import front_camera, random_store
 
 

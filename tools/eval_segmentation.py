@@ -21,7 +21,7 @@ import torch
 
 from splat.segment import GrowParams, click_select, lift_labels, render_labels
 from splat.segment.runs import fit_labels, read_label_image
-from splat.train.evaluate import load_run
+from splat.run import Run
 
 
 def instance_map(dataset, i: int) -> torch.Tensor:
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--bias", type=float, default=0.0)
     args = ap.parse_args()
 
-    _, dataset, store = load_run(args.run)
+    _, dataset, store = Run(args.run).load()
     train_cams = [dataset.cameras[i] for i in dataset.train]
     gt_train = [instance_map(dataset, i) for i in dataset.train]
     gt_test = [instance_map(dataset, i) for i in dataset.test]

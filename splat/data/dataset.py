@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..camera import Camera
 from ..errors import SplatError
 from ..io.images import load_image, save_image
@@ -86,8 +87,6 @@ class Dataset:
         return len(self.cameras)
 
     def _cache_path(self, i: int) -> Path:
-        from ..render.native import cache_dir
-
         src = self.image_paths[i].resolve()
         stat = src.stat()
         key = hashlib.sha256(f"{src}|{stat.st_mtime_ns}|{stat.st_size}|{self.downscale}|{self.distortion[i]}".encode()).hexdigest()[:20]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SplatError
-from ..store import SH_C0
+from ..geometry import SH_C0
 
 LUMA = (0.299, 0.587, 0.114)
 

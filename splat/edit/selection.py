@@ -13,7 +13,7 @@ import torch
 
 from ..camera import Camera
 from ..errors import SplatError
-from ..render.reference import quat_to_rotmat
+from ..geometry import quat_to_rotmat
 from ..store import GaussianStore
 
 

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import SplatError
 from ..numbers import parse_numbers
-from ..render.reference import quat_to_rotmat
+from ..geometry import quat_to_rotmat
 from ..store import GaussianStore
 from .sh_rotation import rotate_sh
 

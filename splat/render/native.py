@@ -27,16 +27,13 @@ from pathlib import Path
 
 import torch
 
+from ..cache import cache_dir
 from ..errors import SplatError
 
 CUDA_DIR = Path(__file__).resolve().parents[1] / "native"  # package data: the cuda/ tree
 _loaded: dict[str, object] = {}
 _failed: dict[str, str] = {}
 _threads = threading.RLock()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPLAT_CACHE", Path.home() / ".cache" / "splat"))
 
 
 def _machine_id() -> str:

@@ -21,29 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ..camera import Camera
+from ..geometry import covariance_3d
 from ..store import GaussianStore
 from .constants import ALPHA_MAX, ALPHA_MIN, EPS2D, T_MIN, TILE
 from .sh import eval_sh
-
-
-def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
-    """[N, 4] quaternions (w, x, y, z), any length -> [N, 3, 3] rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    R = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    )
-    return R.reshape(-1, 3, 3)
-
-
-def covariance_3d(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """[N, 4] quaternions, [N, 3] scales -> [N, 3, 3] covariance R S S^T R^T."""
-    M = quat_to_rotmat(quats) * scales[:, None, :]  # R S
-    return M @ M.transpose(1, 2)
 
 
 @dataclass

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import torch
 
-C0 = 0.28209479177387814
-C1 = 0.4886025119029199
-C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-C3 = (
-    -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-    -0.4570457994644658, 1.445305721320277, -0.5900435899266435,
-)
+from ..geometry import SH_C0 as C0
+from ..geometry import SH_C1 as C1
+from ..geometry import SH_C2 as C2
+from ..geometry import SH_C3 as C3
 
 
 def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 
 from ..camera import Camera
 from ..errors import SplatError
+from ..geometry import rgb_to_sh_dc
 from ..render import rasterize
 from ..store import GaussianStore
 
@@ -89,7 +90,7 @@ def render_labels(store: GaussianStore, camera: Camera, backend: str = "auto", m
             rgb = torch.zeros(len(store), 3, dtype=store.dtype, device=store.device)
             for j, k in enumerate(group):
                 rgb[labels == k, j] = 1.0
-            s.sh = ((rgb - 0.5) / 0.28209479177387814)[:, None, :]
+            s.sh = rgb_to_sh_dc(rgb)[:, None, :]
             r = rasterize(s, camera, backend=backend, sh_degree=0, contributions=False)
             weights[start:start + len(group)] = r.color[0, :, :, : len(group)].permute(2, 0, 1).float().cpu()
             alpha = r.alpha[0, :, :, 0].float().cpu()

@@ -61,12 +61,12 @@ def _views(dataset, which: str) -> list[int]:
 def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 0.0, views: str = "train",
                    backend: str = "auto") -> tuple[GaussianStore, int]:
     """The run's store with labels lifted from ``masks``/<image stem>.png|.npy; and how many views had one."""
-    from ..train.evaluate import load_run
+    from ..run import Run
 
     masks = Path(masks)
     if not masks.is_dir():
         raise SplatError(f"{masks}: not a folder of label images")
-    config, dataset, store = load_run(run)
+    config, dataset, store = Run(run).load()
     cams, labels = [], []
     for i in _views(dataset, views):
         stem = dataset.image_paths[i].stem
@@ -98,9 +98,9 @@ def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]],
     ``view`` indexes the run's cameras (``RUN/cameras.json`` order); pixels are (x, y) in
     that view's pixels. Existing labels are kept elsewhere; without them, the rest is -1.
     """
-    from ..train.evaluate import load_run
+    from ..run import Run
 
-    config, dataset, store = load_run(run)
+    config, dataset, store = Run(run).load()
     if not 0 <= view < len(dataset):
         raise SplatError(f"--view {view} is out of range 0..{len(dataset) - 1}")
     if not pixels:

@@ -18,7 +18,7 @@ import torch
 
 from .strategy import Strategy, logit, opacities
 from ..render.api import RenderResult
-from ..render.reference import quat_to_rotmat
+from ..geometry import quat_to_rotmat
 
 
 class ADCStrategy(Strategy):

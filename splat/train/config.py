@@ -95,16 +95,3 @@ class TrainConfig:
             raise SplatError(f"unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**d).validate()
 
-
-def read_run_config(run) -> TrainConfig:
-    """The TrainConfig of run folder ``run`` (its config.json), or a one-line SplatError."""
-    import json
-    from pathlib import Path
-
-    path = Path(run) / "config.json"
-    if not path.is_file():
-        raise SplatError(f"{run}: not a training run (no config.json)")
-    try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError) as e:
-        raise SplatError(f"{path}: unreadable ({e})") from None

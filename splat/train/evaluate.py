@@ -14,12 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import SplatError
 from ..io.atomic import write_text_atomic
 from ..io.images import save_image
-from ..io.ply import load_ply
 from ..render import rasterize
-from .config import read_run_config
+from ..run import Run
 from .device import pick_device
 from .losses import psnr, ssim
 
@@ -44,25 +42,20 @@ def lpips_model():
     return score, "AlexNet"
 
 
-def load_run(run: str | Path):
-    """(config, dataset, store) of a finished run folder."""
-    run = Path(run)
-    config = read_run_config(run)
-    if not (run / "scene.ply").is_file():
-        raise SplatError(f"{run}: has no scene.ply yet (the run has not finished; resume it)")
-    return config, config.load_dataset(), load_ply(run / "scene.ply")
+def evaluate(run: str | Path, backend: str | None = None, save_images: bool = True, held=None) -> dict:
+    """Evaluate a run on its held-out views; writes eval.json and the renders. Returns the dict.
 
-
-def evaluate(run: str | Path, backend: str | None = None, save_images: bool = True) -> dict:
-    """Evaluate a run on its held-out views; writes eval.json and the renders. Returns the dict."""
-    run = Path(run)
-    config, dataset, store = load_run(run)
+    ``held``: (config, dataset, store) the caller already holds (the trainer at its end), so
+    they are not read again; by default they are read from the finished run.
+    """
+    layout = Run(run)
+    config, dataset, store = held if held is not None else layout.load()
     backend = backend or config.backend
     store = store.to(pick_device(backend))  # where the trainer would put it
     score_lpips, lpips_note = lpips_model()
     bg = torch.tensor(config.eval_background, dtype=torch.float32)
     views = []
-    out_dir = run / "eval"
+    out_dir = layout.eval_dir
     out_dir.mkdir(exist_ok=True)
     for i in dataset.test:
         rgba = torch.from_numpy(dataset.image_rgba(i).copy())
@@ -87,5 +80,5 @@ def evaluate(run: str | Path, backend: str | None = None, save_images: bool = Tr
     }
     if any(math.isinf(v["psnr"]) for v in views):
         result["psnr"] = float("inf")
-    write_text_atomic(run / "eval.json", json.dumps(result, indent=1))
+    write_text_atomic(layout.eval_path, json.dumps(result, indent=1))
     return result

@@ -18,7 +18,7 @@ import math
 import torch
 
 from .strategy import Strategy, logit, opacities
-from ..render.reference import quat_to_rotmat
+from ..geometry import quat_to_rotmat
 
 MAX_COPIES = 50
 

@@ -6,6 +6,7 @@ import sys
 import time
 
 from ..interrupts import Interrupted, signal_name
+from ..run import Run
 from .evaluate import evaluate
 from .trainer import Trainer
 
@@ -53,9 +54,9 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
                "train_seconds": round(trainer.elapsed, 1), "final_loss": metrics.get("loss")}
     if evaluate_after:
         try:
-            result = evaluate(trainer.run)
+            result = evaluate(trainer.run, held=(trainer.config, trainer.dataset, trainer.store()))
         except Interrupted as e:
             raise Interrupted(f"interrupted ({signal_name(e.signum)}) while evaluating; training is finished "
-                              f"({trainer.run / 'scene.ply'}); evaluate with: splat eval {trainer.run}", e.signum) from None
+                              f"({Run(trainer.run).scene_path}); evaluate with: splat eval {trainer.run}", e.signum) from None
         summary.update(psnr=result["psnr"], ssim=result["ssim"], test_views=result["test_views"])
     return summary

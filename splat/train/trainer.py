@@ -1,13 +1,6 @@
 """The training loop: data, loss, Adam, strategy, logs, checkpoints, exact resume.
 
-A run lives in one folder:
-
-    RUN/config.json        the TrainConfig (with the dataset path)
-    RUN/cameras.json       the dataset's cameras (normalised world)
-    RUN/metrics.jsonl      one JSON line every ``log_every`` steps
-    RUN/checkpoints/       step_XXXXXXX.pt, the newest ``keep_checkpoints``
-    RUN/scene.ply          the final Gaussians
-    RUN/eval.json, RUN/eval/  held-out metrics and renders (see ``evaluate``)
+It writes a run folder (layout: ``splat.run``).
 
 All random draws come from one generator seeded by ``config.seed`` and saved in
 every checkpoint, and the CPU backend is deterministic, so N steps + resume + N
@@ -33,11 +26,12 @@ from ..io.images import load_image
 from ..io.ply import save_ply
 from ..render import rasterize
 from ..render.api import resolve_backend
+from ..run import Run
 from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import TrainConfig, read_run_config
+from .config import TrainConfig
 from .device import pick_device
 from .init import initial_points, initial_store, scene_scale, sky_points
 from .losses import l1, photometric_loss, psnr
@@ -46,9 +40,6 @@ from .mcmc import MCMCStrategy
 # (initial opacity, initial scale x mean 3-NN distance). The MCMC reference starts at 0.1 x;
 # here both start at 1 x: at 0.1 x the Gaussians begin below a pixel and short runs stall
 # (300 steps on the 64 px default scene: 6.6 dB held out at 0.1 x, 22.6 dB at 1 x).
-# the files of a run folder that commands read; only the trainer and --in-place updates write them
-RUN_FILES = ("scene.ply", "config.json", "cameras.json", "metrics.jsonl", "eval.json")
-
 STRATEGY_DEFAULTS = {
     "mcmc": (0.5, 1.0),
     "adc": (0.1, 1.0),
@@ -100,9 +91,10 @@ class Trainer:
         backend, dataset, images), so a start that fails leaves nothing behind.
         """
         run = Path(run)
+        layout = Run(run)
         if run.exists() and not run.is_dir():
             raise SplatError(f"{run}: is a file; --out names the run folder to create")
-        if (run / "config.json").exists() or list_checkpoints(run):
+        if layout.started or layout.checkpoints():
             raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
         config.validate()
         resolve_backend(config.backend, pick_device(config.backend))  # builds a native one now, not mid-run
@@ -115,8 +107,8 @@ class Trainer:
             run.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise SplatError(f"{run}: cannot create the run folder ({e.strerror})") from None
-        write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=1))
-        save_cameras_json(dataset.cameras, run / "cameras.json")
+        write_text_atomic(layout.config_path, json.dumps(config.to_dict(), indent=1))
+        save_cameras_json(dataset.cameras, layout.cameras_path)
         trainer._init_gaussians()
         return trainer
 
@@ -130,14 +122,15 @@ class Trainer:
             SplatError: not a run, a damaged checkpoint, or ``steps`` below the run's step.
         """
         run = Path(run)
-        config = read_run_config(run)
-        found = list_checkpoints(run)
+        layout = Run(run)
+        config = layout.config()
+        found = layout.checkpoints()
         state = load_checkpoint(found[-1]) if found else None
         done = int(state.get("step", 0)) if isinstance(state, dict) else 0
         target = config.steps if steps is None else steps
         if steps is not None and steps < done:
             raise SplatError(f"--steps {steps} is below the run's step {done}: a run only goes forward")
-        if done >= target and (run / "scene.ply").is_file():
+        if done >= target and layout.finished:
             raise NothingToDo(f"{run}: finished at step {done} of {target}; nothing to do, left as it is "
                               f"(continue it with --resume {run} --steps N, N > {done})")
         changed = target != config.steps
@@ -149,7 +142,7 @@ class Trainer:
         else:
             trainer.load_state(state)
         if changed:
-            write_text_atomic(run / "config.json", json.dumps(config.to_dict(), indent=1))
+            write_text_atomic(layout.config_path, json.dumps(config.to_dict(), indent=1))
         trainer._truncate_log()
         return trainer
 
@@ -291,7 +284,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------------
     def _truncate_log(self) -> None:
         """Drop log lines past the checkpoint being resumed, so the log reads as one run."""
-        path = self.run / "metrics.jsonl"
+        path = Run(self.run).metrics_path
         if not path.exists():
             return
         kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
@@ -310,7 +303,7 @@ class Trainer:
         c = self.config
         end = c.steps if stop_after is None else min(stop_after, c.steps)
         metrics = {"step": self.step}
-        log = open(self.run / "metrics.jsonl", "a")
+        log = open(Run(self.run).metrics_path, "a")
         try:
             with deferred() as stop:
                 t_last = time.perf_counter()
@@ -332,7 +325,7 @@ class Trainer:
         finally:
             log.close()
         if self.step >= c.steps:
-            save_ply(self.store(), self.run / "scene.ply")
+            save_ply(self.store(), Run(self.run).scene_path)
         if stop:
             raise Interrupted(f"interrupted ({signal_name(stop.signum)}) at step {self.step} of {c.steps}; "
                               f"checkpoint {latest_checkpoint(self.run)} holds it; "

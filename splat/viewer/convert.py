@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..camera import Camera
-from ..render.reference import quat_to_rotmat
+from ..geometry import quat_to_rotmat
 
 
 def camera_from_pose(wxyz, position, fov_y: float, width: int, height: int) -> Camera:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..render.reference import covariance_3d
+from ..geometry import covariance_3d
 from ..store import GaussianStore
 
 CLIENT_LIMIT = 500_000  # 32 bytes each in the browser: 16 MB a send
