@@ -115,6 +115,35 @@ def test_colmap_opencv_images_are_undistorted(scene, tmp_path, monkeypatch):
     assert not torch.equal(a, raw)
 
 
+def test_masks_and_labels_line_up_with_undistorted_photos(scene, tmp_path, monkeypatch):
+    """A per-view image made for a distorted photo (here: labels equal to the photo, a pattern
+    of 8 px blocks) must be undistorted and downscaled like the photo itself."""
+    from splat.data.dataset import downscale_image
+    from splat.io.images import save_image
+
+    monkeypatch.setenv("SPLAT_CACHE", str(tmp_path / "cache"))
+    colmap_copy(scene, tmp_path / "ds", model="OPENCV", extra=[0.15, 0.0, 0.0, 0.0])
+    i = 2
+    yy, xx = np.mgrid[0:64, 0:64]
+    raw = ((yy // 8 + xx // 8) % 2).astype(np.float32)  # [64, 64] the distorted photo
+    full = load_dataset(tmp_path / "ds")
+    save_image(np.repeat(raw[..., None], 3, -1), full.image_paths[i])
+    labels = np.rint(raw * 255).astype(np.int64)
+    moved = full.resample_to_view(i, labels, "labels")
+    photo = full.image(i)[..., 0].numpy()
+    assert moved.shape == photo.shape and moved.dtype == np.int64
+    aligned, naive = np.abs(moved / 255 - photo).mean(), np.abs(raw - photo).mean()
+    assert aligned < 0.5 * naive, (aligned, naive)  # the undistortion moved the labels with the photo
+    mask = full.resample_to_view(i, raw, "mask")
+    assert np.abs(mask - photo).mean() < 0.5 * naive
+    # downscaled: labels are the full-size result sampled at each block's centre, masks its area average
+    half = load_dataset(tmp_path / "ds", downscale=2)
+    assert np.array_equal(half.resample_to_view(i, labels, "labels"), moved[1::2, 1::2])
+    assert np.allclose(half.resample_to_view(i, raw, "mask"), downscale_image(mask[..., None], 2)[..., 0])
+    with pytest.raises(SplatError, match="image is 30x20"):
+        half.resample_to_view(i, np.zeros((20, 30), np.int64), "labels")
+
+
 def test_malformed_inputs_one_line(scene, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(scene, bad)

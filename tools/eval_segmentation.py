@@ -28,8 +28,7 @@ def instance_map(dataset, i: int) -> torch.Tensor:
     paths = dataset.extras.get("instance")
     if not paths:
         raise SystemExit("the dataset has no instance maps (use a generated scene)")
-    cam = dataset.cameras[i]
-    return fit_labels(read_label_image(paths[i]), cam.width, cam.height)  # nearest neighbour if downscaled
+    return fit_labels(read_label_image(paths[i]), dataset, i, paths[i])  # in the view's frame
 
 
 def iou_table(pred: list[torch.Tensor], gt: list[torch.Tensor], objects: list[int], pred_ids=None) -> dict:

@@ -30,13 +30,18 @@ def distort(x: np.ndarray, y: np.ndarray, d: dict) -> tuple[np.ndarray, np.ndarr
             y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
 
 
-def undistort_image(image: np.ndarray, K: np.ndarray, d: dict) -> np.ndarray:
+def undistort_image(image: np.ndarray, K: np.ndarray, d: dict, nearest: bool = False) -> np.ndarray:
     """The pinhole image (same K) of a distorted one: each output pixel samples the
-    input where the distortion model sends it (bilinear; 0 outside). [H, W, C] float."""
+    input where the distortion model sends it (bilinear, or ``nearest`` for labels and
+    masks, whose values must not mix; 0 outside). [H, W, C] (any dtype with ``nearest``)."""
     H, W = image.shape[:2]
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
     xd, yd = distort((u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], d)
     sx, sy = xd * K[0, 0] + K[0, 2] - 0.5, yd * K[1, 1] + K[1, 2] - 0.5  # array index coordinates
+    if nearest:
+        xi, yi = np.rint(sx).astype(np.int64), np.rint(sy).astype(np.int64)
+        ok = ((xi >= 0) & (xi < W) & (yi >= 0) & (yi < H))[..., None]
+        return np.where(ok, image[yi.clip(0, H - 1), xi.clip(0, W - 1)], 0).astype(image.dtype)
     x0, y0 = np.floor(sx).astype(np.int64), np.floor(sy).astype(np.int64)
     fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
     out = np.zeros_like(image)
@@ -127,6 +132,43 @@ class Dataset:
     def image(self, i: int) -> torch.Tensor:
         """[H, W, 3] float32 RGB of view i (alpha dropped: see ``mask``)."""
         return torch.from_numpy(np.ascontiguousarray(self.image_rgba(i)[..., :3]))
+
+    def resample_to_view(self, i: int, image: np.ndarray, kind: str) -> np.ndarray:
+        """Another per-view image of photo i (a mask, a label image) in view i's frame: undistorted
+        like the photo and brought to the view's size. The one place such images are resampled.
+
+        Args:
+            image: [H, W] or [H, W, C] at the photo's full size (or already at the view's size,
+                then taken as it is).
+            kind: "mask" (float; undistorted by nearest sample, area-averaged when downscaled,
+                so a caller can threshold it) or "labels" (integers; nearest sample throughout).
+        Returns:
+            [h, w] or [h, w, C] at the view's size.
+        Raises:
+            SplatError: a size that is neither the photo's nor the view's.
+        """
+        if kind not in ("mask", "labels"):
+            raise ValueError(f"kind {kind!r}")
+        cam = self.cameras[i]
+        squeeze = image.ndim == 2
+        img = image[..., None] if squeeze else image
+        H, W = img.shape[:2]
+        f = self.downscale
+        if (H, W) != (cam.height, cam.width) or f == 1:
+            if f > 1 and (H // f, W // f) != (cam.height, cam.width):
+                raise SplatError(f"view {i}: image is {W}x{H}, the view is {cam.width}x{cam.height} "
+                                 f"or {cam.width * f}x{cam.height * f} at full size")
+            if f == 1 and (H, W) != (cam.height, cam.width):
+                raise SplatError(f"view {i}: image is {W}x{H}, the view is {cam.width}x{cam.height}")
+            if self.distortion and self.distortion[i]:
+                K = cam.K.numpy() * np.array([[f], [f], [1]])  # full-resolution K
+                img = undistort_image(img, K, self.distortion[i], nearest=True)
+            if f > 1:
+                if kind == "mask":
+                    img = downscale_image(img.astype(np.float32), f)
+                else:
+                    img = img[f // 2::f, f // 2::f][: cam.height, : cam.width]
+        return img[..., 0] if squeeze else img
 
     def mask(self, i: int) -> torch.Tensor | None:
         """[H, W] float32 alpha of view i if its image has one, else None."""

@@ -37,19 +37,14 @@ def read_label_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
-def fit_labels(label: torch.Tensor, width: int, height: int, downscale: int = 1, path: Path | None = None) -> torch.Tensor:
-    """A label image at the camera's size, or at the photo's full size in a run trained with
-    ``--downscale`` (then resized, nearest neighbour). Any other size is a one-line error: a mask
-    made for another image would label the wrong Gaussians."""
-    if tuple(label.shape) == (height, width):
-        return label
-    H, W = label.shape
-    if downscale == 1 or (H // downscale, W // downscale) != (height, width):
-        full = f" or {width * downscale}x{height * downscale}" if downscale > 1 else ""
-        raise SplatError(f"{path or 'label image'}: is {W}x{H}, the view is {width}x{height}{full}")
-    ys = torch.arange(height) * label.shape[0] // height
-    xs = torch.arange(width) * label.shape[1] // width
-    return label[ys][:, xs]
+def fit_labels(label: torch.Tensor, dataset, i: int, path: Path) -> torch.Tensor:
+    """Label image ``label`` of view i in the view's frame (``Dataset.resample_to_view``: the
+    photo's undistortion and downscale, nearest sample). A size that is neither the photo's nor
+    the view's is a one-line error: a mask made for another image would label the wrong Gaussians."""
+    try:
+        return torch.from_numpy(np.ascontiguousarray(dataset.resample_to_view(i, label.numpy(), "labels")))
+    except SplatError as e:
+        raise SplatError(f"{path}: {str(e).split(': ', 1)[1]}") from None
 
 
 def _views(dataset, which: str) -> list[int]:
@@ -75,7 +70,7 @@ def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 
             continue
         cam = dataset.cameras[i]
         cams.append(cam)
-        labels.append(fit_labels(read_label_image(found), cam.width, cam.height, config.downscale, found))
+        labels.append(fit_labels(read_label_image(found), dataset, i, found))
     if not cams:
         example = dataset.image_paths[dataset.train[0]].stem
         raise SplatError(f"{masks}: no label image matches the dataset's views (expected names like {example}.png)")

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from ..camera import save_cameras_json
-from ..data.dataset import Dataset, check_images_readable, downscale_image
+from ..data.dataset import Dataset, check_images_readable
 from ..errors import NothingToDo, SplatError
 from ..interrupts import Interrupted, deferred, signal_name
 from ..io.atomic import write_text_atomic
@@ -228,8 +228,8 @@ class Trainer:
             mask = None
             masks = self.dataset.extras.get("mask")
             if masks:
-                m = load_image(masks[i])
-                m = downscale_image(m if m.ndim == 3 else m[..., None], self.dataset.downscale)[..., 0]
+                m = self.dataset.resample_to_view(i, load_image(masks[i]), "mask")
+                m = m if m.ndim == 2 else m[..., 0]
                 mask = (torch.from_numpy(m.copy()) > 0.5).float().to(self.device)
             self.images[i] = (rgb, alpha, mask)
         return self.images[i]
