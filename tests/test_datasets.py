@@ -25,7 +25,8 @@ def colmap_copy(scene, root, binary=True, model="PINHOLE", extra=()):
     shutil.copytree(scene / "images", root / "images")
     m = ColmapModel()
     K = ds.cameras[0].K.numpy()
-    params = {"PINHOLE": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], "OPENCV": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *extra]}[model]
+    params = {"PINHOLE": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]], "OPENCV": [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *extra],
+              "SIMPLE_RADIAL": [K[0, 0], K[0, 2], K[1, 2], *extra], "RADIAL": [K[0, 0], K[0, 2], K[1, 2], *extra]}[model]
     m.cameras[1] = ColmapCamera(model, 64, 64, np.array(params, dtype=np.float64))
     for i, (cam, p) in enumerate(zip(ds.cameras, ds.image_paths)):
         V = cam.viewmat.numpy()
@@ -211,3 +212,65 @@ def test_sfm_errors(tmp_path, capsys):
     assert main(["sfm", str(tmp_path / "empty"), str(tmp_path / "o"), "--camera-model", "FISHEYE"]) == 1
     assert "camera model 'FISHEYE' is unknown" in capsys.readouterr().err
     assert main(["sfm", str(tmp_path / "missing"), str(tmp_path / "o")]) == 1
+
+
+@pytest.mark.parametrize("model, extra, expect", [
+    ("SIMPLE_RADIAL", [0.05], {"k1": 0.05}),
+    ("RADIAL", [0.05, -0.01], {"k1": 0.05, "k2": -0.01}),
+])
+def test_colmap_radial_models(scene, tmp_path, monkeypatch, model, extra, expect):
+    monkeypatch.setenv("SPLAT_CACHE", str(tmp_path / "cache"))
+    truth = colmap_copy(scene, tmp_path / "ds", model=model, extra=extra)
+    ds = load_dataset(tmp_path / "ds", normalize=False)
+    assert {k: v for k, v in ds.distortion[0].items() if v} == pytest.approx(expect)
+    assert torch.allclose(ds.cameras[0].K, truth.cameras[0].K)  # one focal length for both axes
+    assert ds.image(1).shape == (64, 64, 3) and not torch.equal(ds.image(1), load_dataset(scene).image(1))
+
+
+def test_blender_layout_camera_angle_and_split_files(scene, tmp_path):
+    """Blender's transforms_{train,val,test}.json with camera_angle_x and no image size: the
+    split comes from the file names, the focal length from the angle and the image's width."""
+    import math
+
+    meta = json.loads((scene / "transforms.json").read_text())
+    folder = tmp_path / "blender"
+    shutil.copytree(scene / "images", folder / "images")
+    fx = meta["fl_x"]
+    angle = 2 * math.atan(0.5 * meta["w"] / fx)
+    frames = [{"file_path": f["file_path"].rsplit(".", 1)[0], "transform_matrix": f["transform_matrix"]}
+              for f in meta["frames"]]  # Blender names frames without the extension
+    parts = {"train": frames[:6], "val": frames[6:7], "test": frames[7:]}
+    for name, part in parts.items():
+        (folder / f"transforms_{name}.json").write_text(json.dumps({"camera_angle_x": angle, "frames": part}))
+    ds = load_dataset(folder, normalize=False)
+    assert len(ds) == len(frames)
+    assert ds.train == list(range(6)) and ds.test == [6] + list(range(7, len(frames)))
+    assert float(ds.cameras[0].K[0, 0]) == pytest.approx(fx) and float(ds.cameras[0].K[1, 1]) == pytest.approx(fx)
+    assert (ds.cameras[0].width, ds.cameras[0].height) == (meta["w"], meta["h"])
+    ref = load_dataset(scene, normalize=False)
+    assert torch.allclose(ds.cameras[3].viewmat, ref.cameras[3].viewmat)
+
+
+def test_register_backend_makes_a_backend_rasterize_can_use():
+    from conftest import front_camera, random_store
+    from splat.render import api
+
+    calls = []
+
+    def loader():
+        torch_fn = api.BACKENDS["torch"]()
+
+        def render(*args, **kw):
+            calls.append(1)
+            return torch_fn(*args, **kw)
+
+        return render
+
+    api.register_backend("recorded", loader)
+    try:
+        store, cam = random_store(30, 0), front_camera(16, 12)
+        mine = api.rasterize(store, cam, backend="recorded")
+        ref = api.rasterize(store, cam, backend="torch")
+        assert calls and torch.equal(mine.color, ref.color)
+    finally:
+        del api.BACKENDS["recorded"]
