@@ -26,3 +26,14 @@ def test_cu_file_compiles_with_plain_nvcc(tmp_path, source):
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_rasterizer_constants_agree_with_the_python_ones():
+    """splat/render/constants.py and cuda/include/splat/common.h name the same numbers."""
+    from splat.render import constants
+
+    text = (CUDA / "include" / "splat" / "common.h").read_text()
+    for name in ("ALPHA_MAX", "ALPHA_MIN", "T_MIN", "EPS2D", "TILE"):
+        m = re.search(rf"constexpr \w+ {name} = ([^;]+);", text)
+        assert m, f"{name} missing from common.h"
+        assert eval(m.group(1)) == getattr(constants, name), name  # simple literals such as 1.0 / 255.0

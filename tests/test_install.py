@@ -64,7 +64,7 @@ def test_the_package_carries_the_native_sources():
     """Every source and header of cuda/ is in the installed package (a wheel without them
     silently trains on the torch backend, ~60x slower)."""
     shipped = {p.relative_to(native.CUDA_DIR).as_posix() for p in native.CUDA_DIR.rglob("*") if p.is_file()}
-    assert {"cpu/rasterize_cpu.cpp", "cpu/bindings.cpp", "cpu/train_ops.cpp", "include/splat/blend.h"} <= shipped
+    assert {"cpu/project_cpu.cpp", "cpu/bin_cpu.cpp", "cpu/blend_cpu.cpp", "cpu/bindings.cpp", "cpu/train_ops.cpp", "include/splat/blend.h"} <= shipped
     if (ROOT / "cuda").is_dir():
         wanted = {p.relative_to(ROOT / "cuda").as_posix() for p in (ROOT / "cuda").rglob("*")
                   if p.is_file() and p.suffix in (".h", ".cuh", ".cpp", ".cu")}

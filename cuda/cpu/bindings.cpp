@@ -1,5 +1,5 @@
 // PyTorch glue for the CPU backend: checks inputs by name, turns tensors into
-// pointers, calls rasterize_cpu.cpp. All math lives in cuda/include/splat.
+// pointers, calls project_cpu.cpp, bin_cpu.cpp and blend_cpu.cpp. All math lives in cuda/include/splat.
 #include <torch/extension.h>
 
 #include "glue/checks.h"

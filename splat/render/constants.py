@@ -1,4 +1,4 @@
-"""Rasterizer constants, in one place (mirrored by cuda/include/splat_constants.h)."""
+"""Rasterizer constants, in one place (mirrored by cuda/include/splat/common.h; a test checks they agree)."""
 
 ALPHA_MAX = 0.99  # alpha is clamped to this so transmittance never reaches zero
 ALPHA_MIN = 1.0 / 255.0  # a Gaussian with alpha below this at a pixel is skipped there

@@ -19,7 +19,7 @@ def load_cpu_extension():
     """Build or load the CPU extension (raises SplatError if it cannot be built)."""
     return build_extension(
         "cpu",
-        ["cpu/rasterize_cpu.cpp", "cpu/bindings.cpp", "cpu/train_ops.cpp"],
+        ["cpu/project_cpu.cpp", "cpu/bin_cpu.cpp", "cpu/blend_cpu.cpp", "cpu/bindings.cpp", "cpu/train_ops.cpp"],
         extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-march=native"],
         extra_ldflags=["-fopenmp"],
     )
