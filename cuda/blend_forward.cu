@@ -53,17 +53,11 @@ __global__ void __launch_bounds__(THREADS)
                 const Sym2<T> conic = {s.ca[j], s.cb[j], s.cc[j]};
                 const T a = alpha_taken(s.op[j], gaussian_sigma(conic, fx - s.mx[j], fy - s.my[j]));
                 if (a > T(0)) {
-                    const T next = trans * (T(1) - a);
-                    if (blend_stops(next)) {
+                    T stop;
+                    w = blend_step(a, s.r[j], s.g[j], s.b[j], s.z[j], trans, c0, c1, c2, dz, med, stop);
+                    if (stop > T(0)) {
                         done = true;
                     } else {
-                        w = a * trans;
-                        c0 += w * s.r[j];
-                        c1 += w * s.g[j];
-                        c2 += w * s.b[j];
-                        dz += w * s.z[j];
-                        med = (trans > T(0.5) && next <= T(0.5)) ? s.z[j] : med;
-                        trans = next;
                         last = b0 + j - start + 1;
                     }
                 }

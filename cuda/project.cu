@@ -25,20 +25,7 @@ __global__ void project_forward_kernel(GaussianArrays<T> g, const CameraParams<T
     const int64_t i = idx - int64_t(c) * g.N;
     const CameraParams<T> cam = cams[c];
     const Projected<T> p = project_gaussian(gaussian_in(g, i), cam, sh_degree, antialiased);
-    const bool vis = p.radius > 0;
-    out.means2d[2 * idx] = p.in_depth ? p.mean2d.x : T(0);
-    out.means2d[2 * idx + 1] = p.in_depth ? p.mean2d.y : T(0);
-    out.conics[3 * idx] = vis ? p.conic.a : T(0);
-    out.conics[3 * idx + 1] = vis ? p.conic.b : T(0);
-    out.conics[3 * idx + 2] = vis ? p.conic.c : T(0);
-    out.opacities[idx] = vis ? p.opacity : T(0);
-    out.colors[3 * idx] = vis ? p.color.x : T(0);
-    out.colors[3 * idx + 1] = vis ? p.color.y : T(0);
-    out.colors[3 * idx + 2] = vis ? p.color.z : T(0);
-    out.depths[idx] = vis ? p.depth : T(0);
-    out.extents[2 * idx] = vis ? p.extent.x : T(0);
-    out.extents[2 * idx + 1] = vis ? p.extent.y : T(0);
-    out.radii[idx] = vis ? int(p.radius) : 0;
+    store_projected(p, idx, out.means2d, out.conics, out.opacities, out.colors, out.depths, out.extents, out.radii);
 }
 
 // Threads per block of the backward: its SH gradients are staged in shared

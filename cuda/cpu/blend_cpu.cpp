@@ -102,19 +102,11 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                 const int base = seg_p[sgi];
                 for (int i = 0; i < CHUNK; ++i) {  // constant trip count: one full vector
                     const int p = base + i;
-                    T a = done[p] == T(0) ? abuf[sgi][i] : T(0);
-                    const T tr = trans[p];
-                    const T stop = blend_stops(tr * (T(1) - a)) ? T(1) : T(0);
-                    a = stop > T(0) ? T(0) : a;  // a is now the alpha taken (0: nothing changes)
-                    const T w = a * tr;
-                    c0[p] += w * L.color[0];
-                    c1[p] += w * L.color[1];
-                    c2[p] += w * L.color[2];
-                    dep[p] += w * L.depth;
-                    trans[p] = tr * (T(1) - a);
-                    // median depth: the Gaussian at which the transmittance falls to 0.5
-                    med[p] = (tr > T(0.5) && trans[p] <= T(0.5)) ? L.depth : med[p];
-                    lst[p] = a > T(0) ? ent : lst[p];
+                    const T a = done[p] == T(0) ? abuf[sgi][i] : T(0);
+                    T stop;
+                    const T w = blend_step(a, L.color[0], L.color[1], L.color[2], L.depth, trans[p], c0[p], c1[p], c2[p],
+                                           dep[p], med[p], stop);
+                    lst[p] = w > T(0) ? ent : lst[p];
                     done[p] = stop > T(0) ? T(1) : done[p];
                     stop_lane[i] += stop;
                     w_lane[i] += w;

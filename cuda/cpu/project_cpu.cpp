@@ -21,29 +21,18 @@ template <typename T> GaussianIn<T> gaussian_in(int64_t i, const T* means, const
     return {means + 3 * i, log_scales + 3 * i, quats + 4 * i, logits[i], sh + int64_t(3) * K_sh * i};
 }
 
-// A projected value of lane l: a scalar is its own lane 0.
-template <typename T> T at(T x, int) { return x; }
-inline float at(F8 x, int l) { return x[l]; }
-inline bool at(M8 m, int l) { return lanes::lane(m, l); }
-
-// Writes lane l of a projection as Gaussian i's outputs: zeros where culled.
-template <typename T, typename P>
-void store_projected(const P& p, int l, int64_t i, T* means2d, T* conics, T* opacities, T* colors, T* depths,
-                     T* extents, int32_t* radii) {
-    const bool vis = at(p.radius, l) > 0, in_depth = at(p.in_depth, l);
-    means2d[2 * i] = in_depth ? at(p.mean2d.x, l) : T(0);
-    means2d[2 * i + 1] = in_depth ? at(p.mean2d.y, l) : T(0);
-    conics[3 * i] = vis ? at(p.conic.a, l) : T(0);
-    conics[3 * i + 1] = vis ? at(p.conic.b, l) : T(0);
-    conics[3 * i + 2] = vis ? at(p.conic.c, l) : T(0);
-    opacities[i] = vis ? at(p.opacity, l) : T(0);
-    colors[3 * i] = vis ? at(p.color.x, l) : T(0);
-    colors[3 * i + 1] = vis ? at(p.color.y, l) : T(0);
-    colors[3 * i + 2] = vis ? at(p.color.z, l) : T(0);
-    depths[i] = vis ? at(p.depth, l) : T(0);
-    extents[2 * i] = vis ? at(p.extent.x, l) : T(0);
-    extents[2 * i + 1] = vis ? at(p.extent.y, l) : T(0);
-    radii[i] = vis ? int(at(p.radius, l)) : 0;
+// Lane l of a projection of eight Gaussians, as the projection of that one Gaussian.
+inline Projected<float> lane_of(const Projected<F8>& p, int l) {
+    Projected<float> q;
+    q.mean2d = {p.mean2d.x[l], p.mean2d.y[l]};
+    q.conic = {p.conic.a[l], p.conic.b[l], p.conic.c[l]};
+    q.opacity = p.opacity[l];
+    q.color = {p.color.x[l], p.color.y[l], p.color.z[l]};
+    q.depth = p.depth[l];
+    q.extent = {p.extent.x[l], p.extent.y[l]};
+    q.radius = p.radius[l];
+    q.in_depth = lanes::lane(p.in_depth, l);
+    return q;
 }
 
 // Eight Gaussians, i0 .. i0 + 7, as lanes (float only): row values of each
@@ -100,7 +89,7 @@ void project_forward(int64_t N, const T* means, const T* log_scales, const T* qu
                 const GaussianLanes G(i0, N, means, log_scales, quats, logits, sh, K_sh, sh_degree);
                 const Projected<F8> p = project_gaussian(G.in(), cam8, sh_degree, antialiased);
                 for (int l = 0; l < LANES && i0 + l < N; ++l)
-                    store_projected(p, l, i0 + l, means2d, conics, opacities, colors, depths, extents, radii);
+                    store_projected(lane_of(p, l), i0 + l, means2d, conics, opacities, colors, depths, extents, radii);
             }
             return;
         }
@@ -108,7 +97,7 @@ void project_forward(int64_t N, const T* means, const T* log_scales, const T* qu
 #pragma omp parallel for schedule(dynamic, 512)
     for (int64_t i = 0; i < N; ++i) {
         const Projected<T> p = project_gaussian(gaussian_in(i, means, log_scales, quats, logits, sh, K_sh), cam, sh_degree, antialiased);
-        store_projected(p, 0, i, means2d, conics, opacities, colors, depths, extents, radii);
+        store_projected(p, i, means2d, conics, opacities, colors, depths, extents, radii);
     }
 }
 

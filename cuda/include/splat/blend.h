@@ -38,6 +38,27 @@ template <typename T> SPLAT_HD T alpha_taken(T opacity, T sigma) {
 // A pixel stops before a Gaussian that would bring its transmittance below T_MIN.
 template <typename T> SPLAT_HD bool blend_stops(T trans_after) { return trans_after < T(T_MIN); }
 
+// One front-to-back step at a pixel whose transmittance is trans: the Gaussian (alpha a,
+// 0 where it is skipped; colour c; depth z) is taken unless the pixel stops before it
+// (stop = 1, and nothing changes). Taken, it adds w = a T to the colour and depth sums,
+// moves T to T (1 - a), and becomes the median depth where T falls through 0.5.
+// Returns w: > 0 exactly when the Gaussian was taken (a >= 1/255 and T >= T_MIN).
+// Float selects only, so CPU loops over pixels vectorise; the VJP is blend_step_vjp.
+template <typename T>
+SPLAT_HD T blend_step(T a, T c0, T c1, T c2, T z, T& trans, T& s0, T& s1, T& s2, T& sz, T& med, T& stop) {
+    const T tr = trans;
+    stop = blend_stops(tr * (T(1) - a)) ? T(1) : T(0);
+    a = stop > T(0) ? T(0) : a;  // the alpha taken (0: nothing changes)
+    const T w = a * tr;
+    s0 += w * c0;
+    s1 += w * c1;
+    s2 += w * c2;
+    sz += w * z;
+    trans = tr * (T(1) - a);
+    med = (tr > T(0.5) && trans <= T(0.5)) ? z : med;
+    return w;
+}
+
 // Row spans of the region where a Gaussian can reach alpha >= 1/255:
 // sigma(dx, dy) <= ln(255 o). Set up once per Gaussian, queried per row.
 // Culling only: alpha is still evaluated exactly inside the span. Against the

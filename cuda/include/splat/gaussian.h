@@ -40,6 +40,28 @@ template <typename T> struct Projected {
     Mask<T> in_depth; // inside (near, far): mean2d is defined
 };
 
+// Writes projection p (one Gaussian, scalar T) as entry i of the per-Gaussian output
+// arrays: zeros and radius 0 where culled; mean2d wherever the Gaussian is in the depth
+// range, since densification reads its gradient. Both native projections store so.
+template <typename T>
+SPLAT_HD void store_projected(const Projected<T>& p, int64_t i, T* means2d, T* conics, T* opacities, T* colors,
+                              T* depths, T* extents, int32_t* radii) {
+    const bool vis = p.radius > 0, in_depth = p.in_depth;
+    means2d[2 * i] = in_depth ? p.mean2d.x : T(0);
+    means2d[2 * i + 1] = in_depth ? p.mean2d.y : T(0);
+    conics[3 * i] = vis ? p.conic.a : T(0);
+    conics[3 * i + 1] = vis ? p.conic.b : T(0);
+    conics[3 * i + 2] = vis ? p.conic.c : T(0);
+    opacities[i] = vis ? p.opacity : T(0);
+    colors[3 * i] = vis ? p.color.x : T(0);
+    colors[3 * i + 1] = vis ? p.color.y : T(0);
+    colors[3 * i + 2] = vis ? p.color.z : T(0);
+    depths[i] = vis ? p.depth : T(0);
+    extents[2 * i] = vis ? p.extent.x : T(0);
+    extents[2 * i + 1] = vis ? p.extent.y : T(0);
+    radii[i] = vis ? int32_t(p.radius) : 0;
+}
+
 template <typename T> SPLAT_HD T sigmoid(T x) { return T(1) / (T(1) + s_exp(-x)); }
 
 // Branch-free but for early exits when every lane is out (see Mask in common.h).
