@@ -7,6 +7,7 @@
 #include "splat/blend.h"
 #include "splat/gaussian.h"
 #include "splat/ssim.h"
+#include "splat/tiles.h"
 
 namespace {
 

@@ -59,31 +59,6 @@ SPLAT_HD T blend_step(T a, T c0, T c1, T c2, T z, T& trans, T& s0, T& s1, T& s2,
     return w;
 }
 
-// Row spans of the region where a Gaussian can reach alpha >= 1/255:
-// sigma(dx, dy) <= ln(255 o). Set up once per Gaussian, queried per row.
-// Culling only: alpha is still evaluated exactly inside the span. Against the
-// blend's own roundings (sigma, exp) the level is raised by 0.1 % + 1e-3 (as
-// ellipse_meets_tile) and each span widened by SPAN_MARGIN px at both ends.
-constexpr double SPAN_MARGIN = 0.1;
-
-template <typename T> struct RowSpans {
-    T inv_a, b, c, level, mx, my, a;
-    SPLAT_HD RowSpans(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity)
-        : inv_a(T(1) / conic.a), b(conic.b), c(conic.c), level(sigma_limit(opacity) * T(1.001) + T(1e-3)),
-          mx(mean2d.x), my(mean2d.y), a(conic.a) {}
-    // Pixel columns [x0, x1] (as floats) of the pixel row whose centre is dy below
-    // the mean: the pixels whose centre lies in the row's span; x0 > x1 when the
-    // row has none. Float selects only, so it vectorises over rows.
-    SPLAT_HD void columns_f(T dy, T& x0, T& x1) const {
-        // 0.5 a dx^2 + b dy dx + (0.5 c dy^2 - level) <= 0   (a > 0 for a valid conic)
-        const T disc = b * b * dy * dy - a * (c * dy * dy - 2 * level);
-        const T r = s_sqrt(s_max(disc, T(0))) * inv_a + T(SPAN_MARGIN), centre = mx - b * dy * inv_a;
-        // pixel x has its centre x + 0.5 in [centre - r, centre + r]
-        x0 = disc >= T(0) ? s_ceil(centre - r - T(0.5)) : T(1e9);
-        x1 = disc >= T(0) ? s_floor(centre + r - T(0.5)) : T(-1e9);
-    }
-};
-
 // Alpha of one Gaussian at a pixel centre (px, py). Returns false if skipped.
 template <typename T>
 SPLAT_HD bool gaussian_alpha(const Sym2<T>& conic, const Vec2<T>& mean2d, T opacity, T px, T py, T& alpha) {
