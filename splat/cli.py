@@ -143,70 +143,6 @@ def render(
 
 
 @app.command()
-def train(
-    data: Optional[Path] = typer.Argument(None, help="Dataset: a transforms.json (or its folder) or a COLMAP folder."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
-    strategy: str = typer.Option("mcmc", help="mcmc or adc."),
-    steps: Optional[int] = typer.Option(None, help="Training steps in all (default 30000; with --resume: keep the "
-                                        "run's; a finished run continues only when this is larger)."),
-    cap: int = typer.Option(1_000_000, help="Most Gaussians (mcmc grows to it; adc stops growing at it)."),
-    backend: str = typer.Option("auto", help="auto, cpu, cuda, torch or gsplat."),
-    downscale: int = typer.Option(1, help="Integer image downscale factor."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its last checkpoint."),
-    seed: int = typer.Option(0, help="Random seed."),
-    sh_degree: int = typer.Option(3, help="Highest SH degree (0..3)."),
-    init_count: int = typer.Option(100_000, help="Initial Gaussians when the dataset has no points."),
-    checkpoint_every: int = typer.Option(1000, help="Steps between checkpoints."),
-    background: str = typer.Option("random", help="'random' (a new colour each step) or R,G,B."),
-    absgrad: bool = typer.Option(False, help="adc: densify on sums of per-pixel absolute gradients (threshold 8e-4)."),
-    view: bool = typer.Option(False, "--view", help="Show the scene live in the web viewer while it trains."),
-    host: str = typer.Option("127.0.0.1", help="--view: address to listen on."),
-    port: int = typer.Option(8080, help="--view: port (the next free one if taken)."),
-    skip_missing: bool = typer.Option(False, "--skip-missing", help="Leave out frames whose image is missing "
-                                      "(default: an error that lists them)."),
-):
-    """Train Gaussians on a dataset; writes checkpoints, metrics.jsonl, scene.ply and eval.json.
-    Ctrl-C or SIGTERM checkpoints the step in flight before it exits; --resume continues."""
-    from .train import TrainConfig, Trainer
-    from .train.progress import run_with_progress
-
-    if view:  # before anything is created: a bad address must not leave a half-started run
-        from .viewer.server import check_host, check_port
-
-        check_host(host)
-        check_port(port)
-    if resume is not None:
-        if data is not None or out is not None:
-            raise SplatError("--resume continues a run: give no DATA or --out with it")
-        trainer = Trainer.resume(resume, steps)
-    else:
-        if data is None or out is None:
-            raise SplatError("train needs DATA and --out (or --resume RUN)")
-        bg = background if background == "random" else list(parse_numbers(background, "--background", (3,)))
-        config = TrainConfig(data=str(data.resolve()), downscale=downscale, steps=30_000 if steps is None else steps,
-                             strategy=strategy, cap=cap, backend=backend, seed=seed, sh_degree=sh_degree,
-                             init_count=init_count, checkpoint_every=checkpoint_every, background=bg, absgrad=absgrad,
-                             grow_grad2d=8e-4 if absgrad else 2e-4,  # absgrad sums are larger (AbsGS, gsplat)
-                             skip_missing=skip_missing)
-        trainer = Trainer.start(config, out)
-    live = None
-    if view:
-        from .viewer import Viewer
-        from .viewer.live import LiveTraining
-
-        viewer = Viewer(trainer.store(), [trainer.dataset.cameras[i] for i in trainer.dataset.train],
-                        host=host, port=port, backend=trainer.config.backend)
-        live = LiveTraining(viewer)
-        print(f"viewer: {viewer.url}", file=sys.stderr, flush=True)
-    try:
-        summary = run_with_progress(trainer, on_step=live.after_step if live else None)
-    finally:
-        if live:
-            live.viewer.close()
-    typer.echo(json.dumps(summary))
-
-
-@app.command()
 def view(
     scene: Path = typer.Argument(..., help="A .ply or .splat file, or a training run folder."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)."),
@@ -303,6 +239,9 @@ def mesh(
 
 
 from .cli_edit import edit_app  # noqa: E402
+from .cli_train import register as register_train  # noqa: E402
+
+register_train(app)
 
 app.add_typer(edit_app, name="edit")
 

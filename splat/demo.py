@@ -16,8 +16,9 @@ from .run import Run
 
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(
-    strategy="mcmc", steps=1100, cap=30_000, sh_degree=3, sh_interval=500, init_scale=1.0,
-    refine_start=100, refine_every=50, checkpoint_every=500,
+    strategy="mcmc", steps=1100, cap=30_000, sh_degree=3, sh_interval=500, checkpoint_every=500,
+    mcmc=dict(refine_start=100, refine_every=50),
+    adc=dict(refine_start=100, refine_every=50),  # tools/bench_train.py runs both strategies on this schedule
 )
 
 

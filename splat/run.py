@@ -86,7 +86,7 @@ class Run:
             raise SplatError(f"{self.folder}: not a training run (no config.json)")
         try:
             return TrainConfig.from_dict(json.loads(self.config_path.read_text()))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError) as e:
+        except (json.JSONDecodeError, TypeError, ValueError, UnicodeDecodeError, AttributeError) as e:
             raise SplatError(f"{self.config_path}: unreadable ({e})") from None
 
     def cameras(self):

@@ -325,7 +325,7 @@ def test_training_draws_nothing_from_torchs_global_generator(data, tmp_path):
     afresh in each process) would make a resumed run differ from an uninterrupted one."""
     from splat.train import TrainConfig, Trainer
 
-    config = TrainConfig(data=str(data), steps=40, cap=1200, backend="cpu", refine_start=5, refine_every=5,
+    config = TrainConfig(data=str(data), steps=40, cap=1200, backend="cpu", mcmc=dict(refine_start=5, refine_every=5),
                          sh_interval=10, checkpoint_every=20)
     trainer = Trainer.start(config, tmp_path / "run")
     state = torch.get_rng_state()

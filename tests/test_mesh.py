@@ -21,7 +21,7 @@ def object_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("mesh")
     data = generate("object", root / "object", size=96, views=24, points=4000)
     cfg = TrainConfig(data=str(data), steps=400, backend="cpu", cap=12000, background=[1.0, 1.0, 1.0],
-                      sh_interval=200, refine_start=100, refine_every=50, checkpoint_every=1000)
+                      sh_interval=200, mcmc=dict(refine_start=100, refine_every=50), checkpoint_every=1000)
     Trainer.start(cfg, root / "run").train()
     return data, root / "run"
 

@@ -15,6 +15,7 @@ from splat.store import GaussianStore
 from splat.train import TrainConfig, Trainer, evaluate
 from splat.train.adam import Adam
 from splat.train.adc import ADCStrategy
+from splat.train.config import ADCConfig, MCMCConfig
 from splat.train.checkpoint import list_checkpoints
 from splat.train.init import knn_mean_distance
 from splat.train.losses import _gaussian_window, psnr, ssim, ssim_map
@@ -105,7 +106,7 @@ def test_mcmc_relocates_dead_and_respects_the_cap():
     p["opacity_logits"][:50] = -10.0  # dead
     adam = Adam(p, {k: 0.01 for k in p})
     g = torch.Generator().manual_seed(0)
-    strat = MCMCStrategy(g, 1.0, cap=230, refine_start=0, refine_every=1)
+    strat = MCMCStrategy(g, 1.0, cap=230, config=MCMCConfig(refine_start=0, refine_every=1))
     assert strat.relocate(adam) == 50
     assert float(torch.sigmoid(adam.params["opacity_logits"]).min()) > 0.005
     for _ in range(10):
@@ -123,7 +124,8 @@ def test_adc_grows_where_gradients_are_high():
     p["log_scales"][:50] = math.log(1e-3)  # small: cloned
     p["log_scales"][50:] = math.log(0.2)  # large: split
     adam = Adam(p, {k: 0.01 for k in p})
-    strat = ADCStrategy(torch.Generator().manual_seed(0), 1.0, refine_start=0, refine_every=1, reset_every=10**6)
+    strat = ADCStrategy(torch.Generator().manual_seed(0), 1.0,
+                        config=ADCConfig(refine_start=0, refine_every=1, reset_every=10**6))
     strat._reset_stats(100, "cpu")
     strat.grad_sum[[3, 4, 60, 61, 62]] = 1.0  # high
     strat.seen[:] = 1
@@ -154,7 +156,7 @@ def _config(scene, **kw) -> TrainConfig:
     base = dict(data=str(scene), steps=24, backend="cpu", cap=4000, sh_interval=8, refine_start=2, refine_every=5,
                 checkpoint_every=12, log_every=4, init_scale=1.0)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)  # the flat names of earlier config.json files, read into the strategy's
 
 
 @pytest.mark.parametrize("strategy", ["mcmc", "adc"])

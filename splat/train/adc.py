@@ -19,22 +19,21 @@ import torch
 from .strategy import Strategy, logit, opacities
 from ..render.api import RenderResult
 from ..geometry import quat_to_rotmat
+from .config import ADCConfig
 
 
 class ADCStrategy(Strategy):
     name = "adc"
 
     def __init__(self, generator: torch.Generator, scene_scale: float, cap: int | None = None,
-                 refine_start: int = 500, refine_stop: int = 15_000, refine_every: int = 100,
-                 reset_every: int = 3000, grad_threshold: float = 2e-4, dense_percent: float = 0.01,
-                 min_opacity: float = 0.005, max_world_scale: float = 0.1, max_screen_radius: float = 20.0,
-                 absgrad: bool = False):
+                 config: ADCConfig | None = None):
         super().__init__(generator, scene_scale)
-        self.absgrad = absgrad  # densify on sums of per-pixel |gradients| (the render must collect them)
+        c = config or ADCConfig()
+        self.absgrad = c.absgrad  # densify on sums of per-pixel |gradients| (the render must collect them)
         self.cap = cap
-        self.refine_start, self.refine_stop, self.refine_every = refine_start, refine_stop, refine_every
-        self.reset_every, self.grad_threshold, self.dense_percent = reset_every, grad_threshold, dense_percent
-        self.min_opacity, self.max_world_scale, self.max_screen_radius = min_opacity, max_world_scale, max_screen_radius
+        self.refine_start, self.refine_stop, self.refine_every = c.refine_start, c.refine_stop, c.refine_every
+        self.reset_every, self.grad_threshold, self.dense_percent = c.reset_every, c.threshold(), c.dense_percent
+        self.min_opacity, self.max_world_scale, self.max_screen_radius = c.min_opacity, c.max_world_scale, c.max_screen_radius
         self.grad_sum = self.seen = self.max_radius = None
         self.last = {"cloned": 0, "split": 0, "pruned": 0}
 

@@ -19,6 +19,7 @@ import torch
 
 from .strategy import Strategy, logit, opacities
 from ..geometry import quat_to_rotmat
+from .config import MCMCConfig
 
 MAX_COPIES = 50
 
@@ -65,13 +66,12 @@ class MCMCStrategy(Strategy):
     name = "mcmc"
 
     def __init__(self, generator: torch.Generator, scene_scale: float, cap: int = 100_000,
-                 refine_start: int = 500, refine_stop: int = 25_000, refine_every: int = 100,
-                 growth: float = 1.05, min_opacity: float = 0.005, noise_lr: float = 5e5,
-                 opacity_reg: float = 0.01, scale_reg: float = 0.01):
+                 config: MCMCConfig | None = None):
         super().__init__(generator, scene_scale)
-        self.cap, self.refine_start, self.refine_stop, self.refine_every = cap, refine_start, refine_stop, refine_every
-        self.growth, self.min_opacity, self.noise_lr = growth, min_opacity, noise_lr
-        self.opacity_reg, self.scale_reg = opacity_reg, scale_reg
+        c = config or MCMCConfig()
+        self.cap, self.refine_start, self.refine_stop, self.refine_every = cap, c.refine_start, c.refine_stop, c.refine_every
+        self.growth, self.min_opacity, self.noise_lr = c.growth, c.min_opacity, c.noise_lr
+        self.opacity_reg, self.scale_reg = c.opacity_reg, c.scale_reg
         self.last = {"relocated": 0, "added": 0}
 
     def regularizer(self, adam) -> torch.Tensor:

@@ -37,15 +37,6 @@ from .init import initial_points, initial_store, scene_scale, sky_points
 from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
 
-# (initial opacity, initial scale x mean 3-NN distance). The MCMC reference starts at 0.1 x;
-# here both start at 1 x: at 0.1 x the Gaussians begin below a pixel and short runs stall
-# (300 steps on the 64 px default scene: 6.6 dB held out at 0.1 x, 22.6 dB at 1 x).
-STRATEGY_DEFAULTS = {
-    "mcmc": (0.5, 1.0),
-    "adc": (0.1, 1.0),
-}
-
-
 def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianStore:
     """The GaussianStore view of the optimised tensors, with SH bands up to ``sh_degree``
     (fewer bands leave the higher ones out of the graph, so they get no gradient)."""
@@ -148,26 +139,19 @@ class Trainer:
 
     def _make_strategy(self):
         c = self.config
-        kw = {k: getattr(c, k) for k in ("refine_start", "refine_stop", "refine_every") if getattr(c, k) is not None}
-        if c.strategy == "mcmc":
-            return MCMCStrategy(self.generator, self.scene_scale, cap=c.cap, **kw)
-        if c.reset_every is not None:
-            kw["reset_every"] = c.reset_every
-        return ADCStrategy(self.generator, self.scene_scale, cap=c.cap, grad_threshold=c.grow_grad2d,
-                           absgrad=c.absgrad, **kw)
+        strategy = MCMCStrategy if c.strategy == "mcmc" else ADCStrategy
+        return strategy(self.generator, self.scene_scale, cap=c.cap, config=c.strategy_config())
 
     def _init_gaussians(self) -> None:
         c = self.config
-        opacity, scale = STRATEGY_DEFAULTS[c.strategy]
         count = min(c.init_count, c.cap)  # the cap holds from step 0
         pts, cols = initial_points(self.dataset, count, c.init_extent * self.scene_scale, self.generator)
         n_sky = min(int(c.sky_fraction * count), c.cap - len(pts))
         if n_sky > 0:
             sky, sky_cols = sky_points(self.dataset, n_sky, c.sky_radius * self.scene_scale, self.generator)
             pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
-        store = initial_store(pts, cols, c.sh_degree,
-                              opacity=c.init_opacity if c.init_opacity is not None else opacity,
-                              scale_factor=c.init_scale if c.init_scale is not None else scale)
+        store = initial_store(pts, cols, c.sh_degree, opacity=c.strategy_config().init_opacity,
+                              scale_factor=c.strategy_config().init_scale)
         params = {k: v.to(self.device) for k, v in params_from_store(store).items()}
         self.adam = Adam(params, self._learning_rates(0), fused=self.fused)
 
@@ -251,7 +235,7 @@ class Trainer:
         sh_degree = min(step // c.sh_interval, c.sh_degree)
         store = store_from_params(self.adam.params, sh_degree)
         result = rasterize(store, self.dataset.cameras[i], backend=c.backend, sh_degree=sh_degree, background=bg,
-                           mode=c.mode, contributions=False, absgrad=c.strategy == "adc" and c.absgrad)
+                           mode=c.mode, contributions=False, absgrad=c.strategy == "adc" and c.adc.absgrad)
         image = result.color[0]
         photo = photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None)
         loss = photo + self.strategy.regularizer(self.adam)
