@@ -63,3 +63,61 @@ def test_blend_alone_on_the_references_projection(ext, seed):
     assert torch.allclose(color, want.color[0], atol=2e-6), float((color - want.color[0]).abs().max())
     assert torch.allclose(alpha, want.alpha[0], atol=2e-6)
     assert torch.allclose(depth, want.depth[0], rtol=1e-5, atol=1e-5)
+
+
+class _BatchedStandIn:
+    """The CUDA ops' calling convention (a batch of cameras per call; ranges and ids kept for
+    the backward pass) over the CPU kernels, one camera at a time: it runs the batched branch
+    of the shared autograd function on a machine without a GPU."""
+
+    def __init__(self, ext):
+        self.ext, self.lists = ext, {}
+
+    def rasterize_fwd(self, means2d, conics, opac, colors, depths, extents, radii, W, H, bg, labels, num_labels,
+                      with_contributions):
+        per = [self.ext.rasterize_fwd(means2d[c], conics[c], opac[c], colors[c], depths[c], extents[c], radii[c], W, H,
+                                      bg[c], None, 0) for c in range(len(means2d))]
+        for c, outs in enumerate(per):
+            self.lists[c] = list(outs[9:])
+        stack = [torch.stack([o[k] for o in per]) for k in range(7)]  # color .. contrib
+        cams = torch.arange(len(per), dtype=torch.int32)
+        return [*stack, torch.zeros(0), cams, cams.clone(), torch.stack([o[8] for o in per])]
+
+    def rasterize_bwd(self, means2d, conics, opac, colors, depths, extents, radii, ranges, ids, bg, trans_final, depth_sum,
+                      last, v_color, v_alpha, v_depth, absgrad):
+        per = [self.ext.rasterize_bwd(means2d[c], conics[c], opac[c], colors[c], depths[c], extents[c],
+                                      self.lists[int(ranges[c])], bg[c], trans_final[c], depth_sum[c], last[c],
+                                      v_color[c], v_alpha[c], v_depth[c], absgrad) for c in range(len(means2d))]
+        return [torch.stack([o[k] for o in per]) for k in range(6)]
+
+
+def test_the_shared_blend_function_in_the_batched_layout(ext):
+    from splat.render.native_autograd import BlendFunction
+
+    s = scene(3)
+    cams = [front_camera(48, 40), front_camera(48, 40, distance=3.0)]
+    inputs = []
+    for cam in cams:
+        out = ext.project_fwd(s.means, s.log_scales, s.quats, s.opacity_logits, s.sh, *_camera_args(cam), 2, False)
+        inputs.append([t.detach().clone() for t in out])
+    bg = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.4, 0.3]], requires_grad=True)
+    w = torch.randn(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+
+    def run(batched):
+        leaves = [torch.stack([inputs[c][k] for c in range(2)]).requires_grad_(True) for k in range(5)]
+        extents, radii = torch.stack([i[5] for i in inputs]), torch.stack([i[6] for i in inputs])
+        absgrad = torch.zeros(2, len(s), 2)
+        if batched:
+            color, alpha, depth, *_ = BlendFunction.apply(_BatchedStandIn(ext), True, *leaves, extents, radii, bg, 48, 40,
+                                                          None, 0, True, absgrad)
+        else:
+            per = [BlendFunction.apply(ext, False, *[t[c] for t in leaves], extents[c], radii[c], bg[c], 48, 40, None, 0,
+                                       True, absgrad[c]) for c in range(2)]
+            color, alpha, depth = (torch.stack([p[k] for p in per]) for k in range(3))
+        ((color * w).sum() + alpha.sum() + 0.01 * depth.sum()).backward()
+        grads = [t.grad for t in leaves] + [bg.grad.clone()]
+        bg.grad = None
+        return [color.detach(), alpha.detach(), depth.detach(), absgrad] + grads
+
+    for a, b in zip(run(False), run(True)):
+        assert torch.equal(a, b)

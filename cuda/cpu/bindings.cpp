@@ -27,19 +27,8 @@ CameraParams<T> camera(const torch::Tensor& viewmat, const torch::Tensor& K, int
                        double far) {
     check(viewmat, "viewmat", at::kDouble, {4, 4});
     check(K, "K", at::kDouble, {3, 3});
-    const double* v = viewmat.data_ptr<double>();
-    const double* k = K.data_ptr<double>();
-    CameraParams<T> c;
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) c.R.m[i][j] = T(v[4 * i + j]);
-    c.t = {T(v[3]), T(v[7]), T(v[11])};
-    // centre -R^T t, computed in T like the reference
-    c.campos = splat::matTvec(c.R, c.t);
-    c.campos = {-c.campos.x, -c.campos.y, -c.campos.z};
-    c.K = {T(k[0]), T(k[4]), T(k[2]), T(k[5]), int(width), int(height)};
-    c.near = T(near);
-    c.far = T(far);
-    return c;
+    TORCH_CHECK(width > 0 && height > 0, "image size must be positive");
+    return splat::camera_params<T>(viewmat.data_ptr<double>(), K.data_ptr<double>(), int(width), int(height), near, far);
 }
 
 struct Params {

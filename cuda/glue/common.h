@@ -37,20 +37,9 @@ at::Tensor camera_params(const at::Tensor& viewmats, const at::Tensor& Ks, const
     at::Tensor host = at::empty({int64_t(C * sizeof(CameraParams<T>))},
                                 at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     auto* cams = reinterpret_cast<CameraParams<T>*>(host.data_ptr<uint8_t>());
-    for (int64_t c = 0; c < C; ++c) {
-        const double* v = viewmats.data_ptr<double>() + 16 * c;
-        const double* k = Ks.data_ptr<double>() + 9 * c;
-        CameraParams<T>& p = cams[c];
-        for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j) p.R.m[i][j] = T(v[4 * i + j]);
-        p.t = {T(v[3]), T(v[7]), T(v[11])};
-        // centre -R^T t, computed in T like the reference
-        const Vec3<T> rt = matTvec(p.R, p.t);
-        p.campos = {-rt.x, -rt.y, -rt.z};
-        p.K = {T(k[0]), T(k[4]), T(k[2]), T(k[5]), int(width), int(height)};
-        p.near = T(near_far.data_ptr<double>()[2 * c]);
-        p.far = T(near_far.data_ptr<double>()[2 * c + 1]);
-    }
+    for (int64_t c = 0; c < C; ++c)
+        cams[c] = splat::camera_params<T>(viewmats.data_ptr<double>() + 16 * c, Ks.data_ptr<double>() + 9 * c, int(width),
+                                   int(height), near_far.data_ptr<double>()[2 * c], near_far.data_ptr<double>()[2 * c + 1]);
     return host.to(device, /*non_blocking=*/true);
 }
 

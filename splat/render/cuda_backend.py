@@ -1,7 +1,7 @@
 """The CUDA backend: autograd glue over the kernels in cuda/*.cu.
 
-As the CPU backend, two autograd functions (projection per Gaussian, blending
-per tile) with the [C, N, 2] means2d tensor between them, so that its ``.grad``
+As the CPU backend, two autograd functions (``native_autograd``: projection per Gaussian,
+blending per tile) with the [C, N, 2] means2d tensor between them, so that its ``.grad``
 is what densification reads. Unlike it, every camera of a batch goes through
 the kernels at once.
 """
@@ -15,7 +15,7 @@ import torch
 from ..camera import Camera
 from ..errors import SplatError
 from .native import build_extension
-from .native_autograd import ProjectFunction, zeros_if_none
+from .native_autograd import BlendFunction, ProjectFunction
 
 SOURCES = [
     "project.cu",
@@ -73,39 +73,6 @@ def _camera_args(cams: list[Camera]):
     return viewmats, Ks, near_far, cams[0].width, cams[0].height
 
 
-class _Blend(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means2d, conics, opac, colors, depths, extents, radii, background, width, height, labels,
-                num_labels, with_contributions, absgrad_out):
-        ops = load_cuda_extension()
-        ctx.absgrad_out = absgrad_out  # [C, N, 2] filled by the backward pass, or None
-        color, alpha, depth, depth_sum, trans_final, last, contrib, label_contrib, ranges, ids, median = ops.rasterize_fwd(
-            means2d, conics, opac, colors, depths, extents, radii, width, height, background, labels, num_labels,
-            with_contributions,
-        )
-        # the sorted tile lists are kept for the backward pass
-        ctx.save_for_backward(means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background,
-                              trans_final, depth_sum, last)
-        ctx.mark_non_differentiable(contrib, label_contrib, median)
-        return color, alpha, depth, contrib, label_contrib, median
-
-    @staticmethod
-    def backward(ctx, v_color, v_alpha, v_depth, _v_contrib, _v_label, _v_median):
-        (means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
-         last) = ctx.saved_tensors
-        v_color = zeros_if_none(v_color, trans_final.expand(*trans_final.shape[:3], 3))
-        grads = load_cuda_extension().rasterize_bwd(
-            means2d, conics, opac, colors, depths, extents, radii, ranges, ids, background, trans_final, depth_sum,
-            last, v_color, zeros_if_none(v_alpha, trans_final), zeros_if_none(v_depth, trans_final),
-            ctx.absgrad_out is not None,
-        )
-        if ctx.absgrad_out is not None:
-            ctx.absgrad_out.copy_(grads[5])
-        # the background shows through the transmittance left at each pixel
-        v_background = (v_color * trans_final).sum((1, 2)) if ctx.needs_input_grad[7] else None
-        return (*grads[:5], None, None, v_background, None, None, None, None, None, None)
-
-
 def rasterize_cuda(
     store,
     cams: list[Camera],
@@ -129,9 +96,9 @@ def rasterize_cuda(
         means2d.retain_grad()
     W, H = cam_args[3], cam_args[4]
     lab = None if labels is None else labels.contiguous()
-    color, alpha, depth, contrib, label_contrib, median = _Blend.apply(
-        means2d, conics, opac, colors, depths, extents, radii, background.contiguous(), W, H, lab, num_labels,
-        contributions or lab is not None, absgrad_out,
+    color, alpha, depth, contrib, label_contrib, median = BlendFunction.apply(
+        load_cuda_extension(), True, means2d, conics, opac, colors, depths, extents, radii, background.contiguous(), W,
+        H, lab, num_labels, contributions or lab is not None, absgrad_out,
     )
     return {
         "color": color,

@@ -18,6 +18,24 @@ template <typename T> struct CameraParams {
     T near, far;
 };
 
+// A camera from a row-major world-to-camera 4x4 ``viewmat`` and a 3x3 ``K`` in float64
+// (what the glue of both backends receives), rounded once to T; the centre -R^T t is
+// computed in T, like the reference.
+template <typename T>
+SPLAT_HD CameraParams<T> camera_params(const double* viewmat, const double* K, int width, int height, double near,
+                                       double far) {
+    CameraParams<T> c;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) c.R.m[i][j] = T(viewmat[4 * i + j]);
+    c.t = {T(viewmat[3]), T(viewmat[7]), T(viewmat[11])};
+    const Vec3<T> rt = matTvec(c.R, c.t);
+    c.campos = {-rt.x, -rt.y, -rt.z};
+    c.K = {T(K[0]), T(K[4]), T(K[2]), T(K[5]), width, height};
+    c.near = T(near);
+    c.far = T(far);
+    return c;
+}
+
 // Per-Gaussian inputs (pointers to row i of each [N, ...] array).
 template <typename T> struct GaussianIn {
     const T* mean;       // [3]
