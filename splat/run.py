@@ -22,32 +22,10 @@ class Run:
     """The run folder ``folder`` (it need not exist yet)."""
 
     def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-
-    # -- layout ---------------------------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.folder / "config.json"
-
-    @property
-    def cameras_path(self) -> Path:
-        return self.folder / "cameras.json"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.folder / "metrics.jsonl"
-
-    @property
-    def scene_path(self) -> Path:
-        return self.folder / "scene.ply"
-
-    @property
-    def eval_path(self) -> Path:
-        return self.folder / "eval.json"
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.folder / "eval"
+        self.folder = f = Path(folder)
+        # the layout (module docstring)
+        self.config_path, self.cameras_path, self.metrics_path = f / "config.json", f / "cameras.json", f / "metrics.jsonl"
+        self.scene_path, self.eval_path, self.eval_dir = f / "scene.ply", f / "eval.json", f / "eval"
 
     @property
     def inputs(self) -> list[Path]:
@@ -56,11 +34,6 @@ class Run:
         return [self.scene_path, self.config_path, self.cameras_path, self.metrics_path, self.eval_path]
 
     # -- state ----------------------------------------------------------------------------------
-    @staticmethod
-    def holds_run(path: str | Path) -> bool:
-        """True when ``path`` is a folder with a run's config (finished or not)."""
-        return (Path(path) / "config.json").is_file()
-
     @property
     def started(self) -> bool:
         return self.config_path.is_file()
