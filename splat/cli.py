@@ -47,7 +47,7 @@ def _scene_and_cameras(path: Path, check: bool = True):
     """(store, cameras or None) of a .ply or .splat file or a training run folder. With
     ``check`` a scene with NaN or Inf is refused, naming how many Gaussians hold them."""
     from .io.scene_files import load_scene
-    from .run import Run, scene_file_of
+    from .train.run import Run, scene_file_of
 
     cams = Run(path).cameras() if path.is_dir() else None
     path = scene_file_of(path)
@@ -82,7 +82,7 @@ def render(
     from .io.video import VIDEO_SUFFIXES
     from .render import rasterize
     from .render.views import default_cameras
-    from .run import Run
+    from .train.run import Run
 
     for name, v in (("--width", width), ("--height", height)):
         if v is not None and not 1 <= v <= 16384:
@@ -215,7 +215,7 @@ def mesh(
 ):
     """A triangle mesh from the splats: depth maps fused in a TSDF volume (open3d)."""
     from .mesh import DEPTH_MODES, extract_mesh, mesh_cameras, save_mesh
-    from .run import Run
+    from .train.run import Run
 
     if depth not in DEPTH_MODES:
         raise SplatError(f"--depth '{depth}' is unknown (use {', '.join(DEPTH_MODES)})")
@@ -255,7 +255,7 @@ def _labelled(run: Path, out: Optional[Path], solve):
     Returns (target, what solve returned)."""
     from .io.atomic import locked, refuse_inputs
     from .io.scene_files import save_scene
-    from .run import Run
+    from .train.run import Run
 
     layout = Run(run)
     target = out if out is not None else layout.scene_path

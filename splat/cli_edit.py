@@ -59,7 +59,7 @@ def _frustum_camera(spec: str):
     path, sep, index = spec.rpartition(":")
     if not sep or not index.lstrip("-").isdigit():
         raise SplatError(f"--frustum: '{spec}' is not CAMERAS.json:INDEX")
-    from .run import Run
+    from .train.run import Run
 
     p = Path(path)
     cams = load_cameras_json(Run(p).cameras_path if p.is_dir() else p)
@@ -130,13 +130,13 @@ def _command(name: str, selection: bool = True, output: bool = True):
 
 def _load(path: Path):
     from .io.scene_files import load_scene
-    from .run import scene_file_of
+    from .train.run import scene_file_of
 
     return load_scene(scene_file_of(path))
 
 
 def _input_file(path: Path) -> Path:
-    from .run import Run
+    from .train.run import Run
 
     return Run(path).scene_path if path.is_dir() else path
 

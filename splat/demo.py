@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .errors import SplatError
-from .run import Run
+from .train.run import Run
 
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(

@@ -21,7 +21,7 @@ import torch
 
 from splat.segment import GrowParams, click_select, lift_labels, render_labels
 from splat.segment.runs import fit_labels, read_label_image
-from splat.run import Run
+from splat.train.run import Run
 
 
 def instance_map(dataset, i: int) -> torch.Tensor:

@@ -56,7 +56,7 @@ def _views(dataset, which: str) -> list[int]:
 def lift_run_masks(run: str | Path, masks: str | Path, background_bias: float = 0.0, views: str = "train",
                    backend: str = "auto") -> tuple[GaussianStore, int]:
     """The run's store with labels lifted from ``masks``/<image stem>.png|.npy; and how many views had one."""
-    from ..run import Run
+    from ..train.run import Run
 
     masks = Path(masks)
     if not masks.is_dir():
@@ -93,7 +93,7 @@ def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]],
     ``view`` indexes the run's cameras (``RUN/cameras.json`` order); pixels are (x, y) in
     that view's pixels. Existing labels are kept elsewhere; without them, the rest is -1.
     """
-    from ..run import Run
+    from ..train.run import Run
 
     config, dataset, store = Run(run).load()
     if not 0 <= view < len(dataset):

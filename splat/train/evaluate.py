@@ -17,7 +17,7 @@ import torch
 from ..io.atomic import write_text_atomic
 from ..io.images import save_image
 from ..render import rasterize
-from ..run import Run
+from .run import Run
 from .device import pick_device
 from .losses import psnr, ssim
 

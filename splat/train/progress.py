@@ -6,7 +6,7 @@ import sys
 import time
 
 from ..interrupts import Interrupted, signal_name
-from ..run import Run
+from .run import Run
 from .evaluate import evaluate
 from .trainer import Trainer
 

@@ -1,6 +1,6 @@
 """The training loop: data, loss, Adam, strategy, logs, checkpoints, exact resume.
 
-It writes a run folder (layout: ``splat.run``).
+It writes a run folder (layout: ``splat.train.run``).
 
 All random draws come from one generator seeded by ``config.seed`` and saved in
 every checkpoint, and the CPU backend is deterministic, so N steps + resume + N
@@ -26,7 +26,7 @@ from ..io.images import load_image
 from ..io.ply import save_ply
 from ..render import rasterize
 from ..render.api import resolve_backend
-from ..run import Run
+from .run import Run
 from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy

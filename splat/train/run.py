@@ -9,13 +9,14 @@
 
 The trainer writes it; every command that reads a run (eval, render, view, mesh, edit,
 segment, demo, resume) asks a ``Run`` for its paths and contents instead of building them.
+It lives in the train package, which writes runs: here nothing imports upwards.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SplatError
+from ..errors import SplatError
 
 
 class Run:
@@ -44,7 +45,7 @@ class Run:
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
-        from .train.checkpoint import list_checkpoints
+        from .checkpoint import list_checkpoints
 
         return list_checkpoints(self.folder)
 
@@ -53,7 +54,7 @@ class Run:
         """The run's TrainConfig (its config.json), or a one-line SplatError."""
         import json
 
-        from .train.config import TrainConfig
+        from .config import TrainConfig
 
         if not self.config_path.is_file():
             raise SplatError(f"{self.folder}: not a training run (no config.json)")
@@ -64,7 +65,7 @@ class Run:
 
     def cameras(self):
         """The run's cameras (list of Camera), or None where it has none."""
-        from .camera import load_cameras_json
+        from ..camera import load_cameras_json
 
         return load_cameras_json(self.cameras_path) if self.cameras_path.is_file() else None
 
@@ -76,7 +77,7 @@ class Run:
 
     def store(self):
         """The trained Gaussians of a finished run."""
-        from .io.ply import load_ply
+        from ..io.ply import load_ply
 
         return load_ply(self.scene_file())
 
@@ -84,7 +85,7 @@ class Run:
         """(config, dataset, store) of a finished run."""
         config = self.config()
         scene = self.scene_file()
-        from .io.ply import load_ply
+        from ..io.ply import load_ply
 
         return config, config.load_dataset(), load_ply(scene)
 
