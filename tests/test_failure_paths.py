@@ -24,7 +24,7 @@ UNWRITABLE = Path("/sys")  # not writable even by root
 
 def splat_cmd(*args) -> list[str]:
     """``splat ARGS`` in a child process (the installed entry point's code)."""
-    return [sys.executable, "-c", "import sys; from splat.cli import main; sys.exit(main(sys.argv[1:]))",
+    return [sys.executable, "-P", "-c", "import sys; from splat.cli import main; sys.exit(main(sys.argv[1:]))",
             *map(str, args)]
 
 
@@ -308,7 +308,7 @@ def test_concurrent_in_place_edits_all_land(tmp_path):
     store = random_store(150_000, 3, seed=5)  # big enough that the read-modify-writes overlap
     save_ply(store, tmp_path / "s.ply")
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_EDIT, str(go), str(tmp_path / "s.ply")],
+    procs = [subprocess.Popen([sys.executable, "-P", "-c", CONCURRENT_EDIT, str(go), str(tmp_path / "s.ply")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     time.sleep(3.0)  # all four imported and waiting
     go.touch()

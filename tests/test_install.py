@@ -118,7 +118,7 @@ def test_a_killed_build_does_not_block_the_next(tmp_path):
     src.mkdir()
     (src / "tiny.cpp").write_text(TINY)
     env = {**os.environ, "SPLAT_CACHE": str(tmp_path / "cache")}
-    first = subprocess.Popen([sys.executable, "-c", BUILD, str(src)], env=env, start_new_session=True,
+    first = subprocess.Popen([sys.executable, "-P", "-c", BUILD, str(src)], env=env, start_new_session=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "cache").glob("splat_tiny_*/lock")):
@@ -127,7 +127,7 @@ def test_a_killed_build_does_not_block_the_next(tmp_path):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert list((tmp_path / "cache").glob("splat_tiny_*/lock")), "the kill should leave torch's lock behind"
-    second = subprocess.run([sys.executable, "-c", BUILD, str(src)], env=env, capture_output=True, text=True,
+    second = subprocess.run([sys.executable, "-P", "-c", BUILD, str(src)], env=env, capture_output=True, text=True,
                             timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "answer 42" in second.stdout
@@ -142,14 +142,14 @@ def test_a_build_waits_for_another_and_says_so(tmp_path):
     src.mkdir()
     (src / "tiny.cpp").write_text(TINY)
     env = {**os.environ, "SPLAT_CACHE": str(tmp_path / "cache")}
-    first = subprocess.run([sys.executable, "-c", BUILD, str(src)], env=env, capture_output=True, text=True,
+    first = subprocess.run([sys.executable, "-P", "-c", BUILD, str(src)], env=env, capture_output=True, text=True,
                            timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     lock = next((tmp_path / "cache").glob("splat_tiny_*.lock"))
     fd = os.open(lock, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as another process building it would
     try:
-        waiting = subprocess.Popen([sys.executable, "-c", BUILD, str(src)], env=env, stdout=subprocess.PIPE,
+        waiting = subprocess.Popen([sys.executable, "-P", "-c", BUILD, str(src)], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         time.sleep(5)
         assert waiting.poll() is None
