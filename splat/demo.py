@@ -61,7 +61,8 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     scene, run = out / "scene", out / "run"
     if out.exists() and not out.is_dir():
         raise SplatError(f"{out}: is a file; --out names the demo's folder")
-    interrupted = Run(run).started and not Run(run).finished
+    layout = Run(run)
+    interrupted = layout.started and not layout.finished
     if run.exists() and any(run.iterdir()) and not interrupted:
         raise SplatError(f"{run} already holds a run: remove it or choose another --out")
     check_backend_name(backend)  # before anything is written
@@ -88,11 +89,11 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
     video = render_video(trainer.store(), camera_path("orbit", trainer.dataset.cameras, frames=60), run / "orbit.mp4",
                          backend=backend, background=config.eval_background)
     summary.update(scene_seconds=round(t_scene, 1), total_seconds=round(time.perf_counter() - t0, 1),
-                   ply=str(Run(run).scene_path), eval=str(Run(run).eval_path), video=str(video))
+                   ply=str(layout.scene_path), eval=str(layout.eval_path), video=str(video))
     log(json.dumps(summary, indent=1))
     log("next:\n"
         f"  splat eval {run}                                  # held-out metrics again\n"
         f"  splat render {run} --path spiral --out spiral.mp4  # another video\n"
-        f"  splat info {Run(run).scene_path}                     # what the PLY holds\n"
+        f"  splat info {layout.scene_path}                     # what the PLY holds\n"
         f"  splat train {scene} --out {out / 'run_adc'} --strategy adc --steps 3000  # the classic strategy")
     return summary

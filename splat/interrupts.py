@@ -40,20 +40,25 @@ def _raise(signum, _frame):
 
 
 @contextlib.contextmanager
-def raising() -> Iterator[None]:
-    """Inside the block SIGINT and SIGTERM raise ``Interrupted`` (main thread only; the CLI
-    runs every command so); the previous handlers come back after it."""
+def _handling(handler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside the block, the previous ones after it (main
+    thread only: elsewhere signals cannot be handled, and the block runs unchanged)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s in SIGNALS:
-        signal.signal(s, _raise)
+        signal.signal(s, handler)
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def raising():
+    """Inside the block SIGINT and SIGTERM raise ``Interrupted`` (the CLI runs every command so)."""
+    return _handling(_raise)
 
 
 class Pending:
@@ -72,20 +77,11 @@ def deferred() -> Iterator[Pending]:
     second one raises ``Interrupted`` at once. Outside the main thread signals cannot be
     handled here, and the block runs unchanged."""
     pending = Pending()
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
 
     def record(signum, frame):
         if pending:
             _raise(signum, frame)
         pending.signum = signum
 
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
-        signal.signal(s, record)
-    try:
+    with _handling(record):
         yield pending
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

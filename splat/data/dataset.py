@@ -154,20 +154,17 @@ class Dataset:
         img = image[..., None] if squeeze else image
         H, W = img.shape[:2]
         f = self.downscale
-        if (H, W) != (cam.height, cam.width) or f == 1:
-            if f > 1 and (H // f, W // f) != (cam.height, cam.width):
-                raise SplatError(f"view {i}: image is {W}x{H}, the view is {cam.width}x{cam.height} "
-                                 f"or {cam.width * f}x{cam.height * f} at full size")
-            if f == 1 and (H, W) != (cam.height, cam.width):
-                raise SplatError(f"view {i}: image is {W}x{H}, the view is {cam.width}x{cam.height}")
-            if self.distortion and self.distortion[i]:
-                K = cam.K.numpy() * np.array([[f], [f], [1]])  # full-resolution K
-                img = undistort_image(img, K, self.distortion[i], nearest=True)
-            if f > 1:
-                if kind == "mask":
-                    img = downscale_image(img.astype(np.float32), f)
-                else:
-                    img = img[f // 2::f, f // 2::f][: cam.height, : cam.width]
+        if f > 1 and (H, W) == (cam.height, cam.width):
+            return image  # made for the view already
+        if (H // f, W // f) != (cam.height, cam.width):
+            full = f" or {cam.width * f}x{cam.height * f} at full size" if f > 1 else ""
+            raise SplatError(f"view {i}: image is {W}x{H}, the view is {cam.width}x{cam.height}{full}")
+        if self.distortion and self.distortion[i]:
+            K = cam.K.numpy() * np.array([[f], [f], [1]])  # full-resolution K
+            img = undistort_image(img, K, self.distortion[i], nearest=True)
+        if f > 1:
+            img = downscale_image(img.astype(np.float32), f) if kind == "mask" else \
+                img[f // 2::f, f // 2::f][: cam.height, : cam.width]
         return img[..., 0] if squeeze else img
 
     def mask(self, i: int) -> torch.Tensor | None:

@@ -135,6 +135,29 @@ def refuse_inputs(out: str | os.PathLike, inputs, hint: str = "choose another ou
             raise SplatError(f"{out}: is an input of this command ({src}); {hint}")
 
 
+def hold_flock(fd: int, waiting, quiet_seconds: float = 0.0) -> None:
+    """Take an exclusive ``flock`` on ``fd``. If another process holds it for longer than
+    ``quiet_seconds``, print the line ``waiting()`` on stderr first, then wait: never silently.
+    Where the file system has no locks, return unlocked."""
+    import fcntl
+    import sys
+    import time
+
+    end = time.monotonic() + quiet_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.05)
+        except OSError:  # no locks here
+            return
+    print(waiting(), file=sys.stderr, flush=True)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock for updating ``path`` in place (read, change, write back).
@@ -143,9 +166,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
     the atomic write, so a lock on it would not stop the next reader); the kernel drops it when
     the holder exits, however it exits. Where locks are not supported the block runs unlocked.
     """
-    try:
-        import fcntl
-    except ImportError:
+    if os.name != "posix":  # no flock: unlocked
         yield
         return
     folder = _real_destination(Path(path)).parent
@@ -155,16 +176,7 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            import sys
-
-            print(f"splat: waiting for another command that is updating a file in {folder} ...", file=sys.stderr,
-                  flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
+        hold_flock(fd, lambda: f"splat: waiting for another command that is updating a file in {folder} ...")
         yield
     finally:
         os.close(fd)

@@ -29,6 +29,7 @@ import torch
 
 from ..cache import cache_dir
 from ..errors import SplatError
+from ..io.atomic import hold_flock
 
 CUDA_DIR = Path(__file__).resolve().parents[1] / "native"  # package data: the cuda/ tree
 _loaded: dict[str, object] = {}
@@ -106,25 +107,10 @@ def _build_extension(kind: str, sources: list[str], extra_cflags: list[str], ext
     return mod
 
 
-def _try_lock(fcntl, fd: int, seconds: float) -> bool:
-    """Take the flock on ``fd`` within ``seconds``; False if it is still held by then."""
-    end = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.05)
-
-
 @contextlib.contextmanager
 def _build_lock(kind: str, build_dir: Path):
     """Hold the build lock of ``build_dir``, saying so when another process holds it."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: torch's own lock only
+    if os.name != "posix":  # no flock: torch's own lock only
         yield
         return
     lock = build_dir.with_name(build_dir.name + ".lock")
@@ -133,11 +119,11 @@ def _build_lock(kind: str, build_dir: Path):
     except OSError as e:
         raise SplatError(f"the {kind} backend cannot be built: {lock} ({e.strerror}); set SPLAT_CACHE") from None
     try:
-        if not _try_lock(fcntl, fd, seconds=2.0):  # a warm load holds it for well under that
+        def waiting() -> str:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            print(f"splat: waiting for another process (pid {owner}) that is building the {kind} backend "
-                  f"in {build_dir} ...", file=sys.stderr, flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            return f"splat: waiting for another process (pid {owner}) that is building the {kind} backend in {build_dir} ..."
+
+        hold_flock(fd, waiting, quiet_seconds=2.0)  # a warm load holds it for well under that
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         stale = build_dir / "lock"  # torch's baton: only a build that died leaves it while we hold the flock

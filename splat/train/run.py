@@ -84,10 +84,8 @@ class Run:
     def load(self):
         """(config, dataset, store) of a finished run."""
         config = self.config()
-        scene = self.scene_file()
-        from ..io.ply import load_ply
-
-        return config, config.load_dataset(), load_ply(scene)
+        self.scene_file()  # a run that has not finished says so before its dataset is read
+        return config, config.load_dataset(), self.store()
 
 
 def scene_file_of(path: str | Path) -> Path:
