@@ -185,7 +185,7 @@ def test_a_damaged_image_stops_the_start_before_the_run_folder(capsys, data, tmp
 
 
 def test_eta_keeps_the_hours():
-    from splat.train.progress import format_duration
+    from splat.progress import format_duration
 
     assert format_duration(72 * 60 + 37) == "1:12:37"
     assert format_duration(12 * 60 + 37) == "12:37"

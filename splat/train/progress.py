@@ -5,19 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
+from ..progress import format_duration
 from ..interrupts import Interrupted, signal_name
 from .run import Run
 from .evaluate import evaluate
 from .trainer import Trainer
-
-
-def format_duration(seconds: float) -> str:
-    """M:SS below an hour, H:MM:SS above (hours are not dropped), "--:--" when unknown."""
-    if not seconds == seconds or seconds in (float("inf"), float("-inf")):
-        return "--:--"
-    s = max(int(round(seconds)), 0)
-    h, m, s = s // 3600, s // 60 % 60, s % 60
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _format(metrics: dict, steps: int, rate: float) -> str:
