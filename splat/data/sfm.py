@@ -30,6 +30,7 @@ from .photos import left_out_text, stage_photos
 
 EXHAUSTIVE_UP_TO = 100  # photos; beyond, each is matched with its neighbours in name order
 SEQUENTIAL_OVERLAP = 20
+RELAXED_TRIES = 3  # mappings with relaxed thresholds (and another seed each) while matched photos are left out
 
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
@@ -173,13 +174,14 @@ def _relaxed(options) -> None:
     options.triangulation.ignore_two_view_tracks = False
 
 
-def _mapping_options(pycolmap, relaxed: bool):
+def _mapping_options(pycolmap, attempt: int):
     options = pycolmap.IncrementalPipelineOptions()
+    options.random_seed = options.mapper.random_seed = options.triangulation.random_seed = attempt
     # drop observations above 2 px (COLMAP's default: 4) before each bundle adjustment: with
     # sub-pixel features, a few 2-4 px matches tilted the views that see little texture
     # (with affine SIFT, worst view 0.21-0.46 degrees over ten runs, against 0.29-1.2 at 4 px)
     options.mapper.filter_max_reproj_error = 2.0
-    if relaxed:
+    if attempt:
         _relaxed(options)
     return options
 
@@ -208,11 +210,12 @@ def model_figures(rec) -> dict:
             "median_point_error_px": round(float(statistics.median(errors)), 3) if errors else None}
 
 
-def _map(pycolmap, db: Path, images: Path, work: Path, count: int, follow, log, relaxed: bool):
-    """Incremental mapping; the model that registers most images (None if none)."""
-    sparse = work / ("sparse_relaxed" if relaxed else "sparse")
+def _map(pycolmap, db: Path, images: Path, work: Path, count: int, follow, attempt: int):
+    """Incremental mapping (attempt 0: COLMAP's thresholds; later ones relaxed, each with its own
+    seed); the model that registers most images (None if none) and how many models were made."""
+    sparse = work / f"sparse{attempt}"
     sparse.mkdir(exist_ok=True)
-    label = "sfm: mapping (relaxed)" if relaxed else "sfm: mapping"
+    label = f"sfm: mapping (relaxed, {attempt})" if attempt else "sfm: mapping"
     bar = Progress(label, count)
     best_count = [0]
 
@@ -221,7 +224,7 @@ def _map(pycolmap, db: Path, images: Path, work: Path, count: int, follow, log, 
         bar.update(best_count[0], "images placed")
 
     follow.watch(r"num_reg_(?:frames|images)=(\d+)", on_register)
-    recs = pycolmap.incremental_mapping(db, images, sparse, options=_mapping_options(pycolmap, relaxed))
+    recs = pycolmap.incremental_mapping(db, images, sparse, options=_mapping_options(pycolmap, attempt))
     follow.watch(None)
     best = max(recs.values(), key=lambda r: (r.num_reg_images(), -r.compute_mean_reprojection_error()), default=None)
     n = best.num_reg_images() if best is not None else 0
@@ -251,12 +254,18 @@ def _reconstruct(pycolmap, photos: Path, names: list[str], out: Path, log, min_r
         # affine-adapted SIFT: surfaces seen at grazing angles still match (on the generated
         # 30-view tabletop at 400 px: 3x as many 3D points per view, worst view 0.3-1.2 degrees against 1.7-2.2)
         extraction.sift.estimate_affine_shape = True
-        # one camera when every photo has one size; else COLMAP groups them by size and EXIF focal length
-        mode = pycolmap.CameraMode.SINGLE if len(set(staged.sizes[n] for n in names)) == 1 else pycolmap.CameraMode.AUTO
+        # one camera per photo size (SINGLE per call): photos of one size are one camera
+        # more often than not, and a shared camera constrains the focal length far better
+        groups: dict[tuple[int, int], list[str]] = {}
+        for n in names:
+            groups.setdefault(staged.sizes[n], []).append(n)
         bar = Progress("sfm: SIFT features", len(names))
-        follow.watch(r"Processed file \[(\d+)/\d+\]", lambda m: bar.update(int(m.group(1))))
-        pycolmap.extract_features(db, images, image_names=names, camera_mode=mode, reader_options=reader,
-                                  extraction_options=extraction, device=pycolmap.Device.cpu)
+        done = 0
+        for group in groups.values():
+            follow.watch(r"Processed file \[(\d+)/\d+\]", lambda m, d=done: bar.update(d + int(m.group(1))))
+            pycolmap.extract_features(db, images, image_names=group, camera_mode=pycolmap.CameraMode.SINGLE,
+                                      reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
+            done += len(group)
         bar.close()
         if len(names) <= EXHAUSTIVE_UP_TO:
             bar = Progress(f"sfm: matching every pair ({len(names) * (len(names) - 1) // 2})", 1)
@@ -274,14 +283,19 @@ def _reconstruct(pycolmap, photos: Path, names: list[str], out: Path, log, min_r
             pycolmap.match_sequential(db, pairing_options=pairing, device=pycolmap.Device.cpu)
         bar.close()
         matched = _matched_names(pycolmap, db)
-        best, models = _map(pycolmap, db, images, work, len(names), follow, log, relaxed=False)
         reachable = sum(1 for n in names if matched.get(n, 0) > 0)
-        if best is None or best.num_reg_images() < reachable:
-            log(f"sfm: the mapper placed {best.num_reg_images() if best else 0} of the {reachable} photos that "
-                f"match others ({models} model{'s' if models != 1 else ''}); trying again with relaxed thresholds")
-            retry, retry_models = _map(pycolmap, db, images, work, len(names), follow, log, relaxed=True)
-            if retry is not None and (best is None or retry.num_reg_images() > best.num_reg_images()):
-                best, models = retry, retry_models
+        best, models = None, 0
+        for attempt in range(1 + RELAXED_TRIES):
+            if attempt:
+                placed = best.num_reg_images() if best else 0
+                log(f"sfm: the mapper placed {placed} of the {reachable} photos that match others ({models} "
+                    f"model{'s' if models != 1 else ''}); trying again with relaxed thresholds "
+                    f"({attempt} of {RELAXED_TRIES})")
+            found, found_models = _map(pycolmap, db, images, work, len(names), follow, attempt)
+            if found is not None and (best is None or found.num_reg_images() > best.num_reg_images()):
+                best, models = found, found_models
+            if best is not None and best.num_reg_images() >= reachable:
+                break
         if best is None:
             raise SplatError(f"sfm: no model could be built from {len(names)} photos (too little overlap or texture)")
         registered = {best.images[i].name for i in best.reg_image_ids()}
