@@ -42,6 +42,34 @@ def lpips_model():
     return score, "AlexNet"
 
 
+def score_views(store, dataset, views, backend: str, mode: str, background: torch.Tensor, score_lpips=None,
+                out_dir: Path | None = None, progress=None) -> list[dict]:
+    """Render ``store`` from ``dataset``'s views (indices) and score each against its image:
+    one dict per view (index, name, psnr, ssim[, lpips]). With ``out_dir``, each render and its
+    ground truth are saved there. ``progress(done)`` is called after each view."""
+    bg = background.to(torch.float32)
+    scored = []
+    if out_dir is not None:
+        out_dir.mkdir(exist_ok=True)
+    for done, i in enumerate(views, 1):
+        rgba = torch.from_numpy(dataset.image_rgba(i).copy())
+        gt = rgba[..., :3] if rgba.shape[-1] == 3 else rgba[..., :3] * rgba[..., 3:] + bg * (1 - rgba[..., 3:])
+        with torch.no_grad():
+            res = rasterize(store, dataset.cameras[i], backend=backend, background=bg.to(store.device),
+                            mode=mode, contributions=False)
+        img = res.color[0].clamp(0, 1).cpu()
+        entry = {"index": i, "name": dataset.image_paths[i].name, "psnr": psnr(img, gt), "ssim": float(ssim(img, gt))}
+        if score_lpips:
+            entry["lpips"] = score_lpips(img, gt)
+        scored.append(entry)
+        if out_dir is not None:
+            save_image(img, out_dir / f"{i:04d}_render.png")
+            save_image(gt, out_dir / f"{i:04d}_gt.png")
+        if progress:
+            progress(done)
+    return scored
+
+
 def evaluate(run: str | Path, backend: str | None = None, save_images: bool = True, held=None) -> dict:
     """Evaluate a run on its held-out views; writes eval.json and the renders. Returns the dict.
 
@@ -54,23 +82,8 @@ def evaluate(run: str | Path, backend: str | None = None, save_images: bool = Tr
     store = store.to(pick_device(backend))  # where the trainer would put it
     score_lpips, lpips_note = lpips_model()
     bg = torch.tensor(config.eval_background, dtype=torch.float32)
-    views = []
-    out_dir = layout.eval_dir
-    out_dir.mkdir(exist_ok=True)
-    for i in dataset.test:
-        rgba = torch.from_numpy(dataset.image_rgba(i).copy())
-        gt = rgba[..., :3] if rgba.shape[-1] == 3 else rgba[..., :3] * rgba[..., 3:] + bg * (1 - rgba[..., 3:])
-        with torch.no_grad():
-            res = rasterize(store, dataset.cameras[i], backend=backend, background=bg.to(store.device),
-                            mode=config.mode, contributions=False)
-        img = res.color[0].clamp(0, 1).cpu()
-        entry = {"index": i, "name": dataset.image_paths[i].name, "psnr": psnr(img, gt), "ssim": float(ssim(img, gt))}
-        if score_lpips:
-            entry["lpips"] = score_lpips(img, gt)
-        views.append(entry)
-        if save_images:
-            save_image(img, out_dir / f"{i:04d}_render.png")
-            save_image(gt, out_dir / f"{i:04d}_gt.png")
+    out_dir = layout.eval_dir if save_images else None
+    views = score_views(store, dataset, dataset.test, backend, config.mode, bg, score_lpips, out_dir)
     mean = lambda k: (sum(v[k] for v in views) / len(views)) if views else None  # noqa: E731
     result = {
         "psnr": mean("psnr"), "ssim": mean("ssim"),
