@@ -6,6 +6,7 @@
 #include "splat/adam.h"
 #include "splat/blend.h"
 #include "splat/gaussian.h"
+#include "splat/sgld.h"
 #include "splat/ssim.h"
 #include "splat/tiles.h"
 
@@ -19,6 +20,9 @@ __global__ void train_math_kernel(int n, T* x) {
     x[i] = splat::adam_update(x[i], T(0.1), m, v, T(0.9), T(0.999), T(0.1), T(0.001), T(1e-3), T(1), T(1e-15));
     splat::ssim_pixel_vjp(x[i], T(0.5), T(0.3), T(0.3), T(0.2), T(1), v_mx, v_exx, v_exy);
     x[i] += splat::ssim_pixel(x[i], T(0.5), T(0.3), T(0.3), T(0.2)) + v_mx + v_exx + v_exy;
+    const splat::Vec3<T> d = splat::sgld_noise<T>({T(1), x[i], T(0), T(0)}, {T(-2), T(-2), x[i]}, T(-5),
+                                                 {T(1), T(0), T(-1)}, T(0.005), T(1e-3));
+    x[i] += d.x + d.y + d.z;
 }
 
 template <typename T>

@@ -83,8 +83,7 @@ def run_demo(out_dir: str | Path, backend: str = "auto", steps: int | None = Non
         config = TrainConfig(data=str(scene.resolve()), backend=backend, **DEMO_CONFIG)
         if steps is not None:
             config.steps = steps
-        trainer = Trainer.start(config, run)
-        log(f"training {config.strategy} for {config.steps} steps on {trainer.dataset_summary()} ...")
+        trainer = Trainer.start(config, run)  # run_with_progress says what it trains
     summary = run_with_progress(trainer)
     video = render_video(trainer.store(), camera_path("orbit", trainer.dataset.cameras, frames=60), run / "orbit.mp4",
                          backend=backend, background=config.eval_background)

@@ -117,6 +117,22 @@ def test_mcmc_relocates_dead_and_respects_the_cap():
     assert torch.isfinite(adam.params["means"]).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_mcmc_noise_is_the_torch_noise(dtype):
+    from splat.train.fused import load_train_extension
+
+    p = {k: v.to(dtype) for k, v in _params(300).items()}
+    p["opacity_logits"][:100] = -6.0  # near dead: the gate lets their noise through
+    moved = []
+    for fused in (None, load_train_extension()):
+        adam = Adam({k: v.clone() for k, v in p.items()}, {k: 0.01 for k in p}, fused=fused)
+        MCMCStrategy(torch.Generator().manual_seed(3), 1.0).inject_noise(adam, 1e-3)
+        moved.append(adam.params["means"] - p["means"])
+    assert float(moved[0][:100].abs().max()) > 1e-4  # the test sees real moves
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(moved[1], moved[0], rtol=tol, atol=tol * float(moved[0].abs().max()))
+
+
 # -- ADC ------------------------------------------------------------------------------------------------
 def test_adc_grows_where_gradients_are_high():
     p = _params(100)

@@ -216,4 +216,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("ssim_fwd", &splat::train_ops::ssim_fwd);
     m.def("ssim_bwd", &splat::train_ops::ssim_bwd);
     m.def("adam_step", &splat::train_ops::adam_step);
+    m.def("sgld_add", &splat::train_ops::sgld_add);
 }

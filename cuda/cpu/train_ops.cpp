@@ -4,10 +4,12 @@
 // Registered in bindings.cpp (one extension: one build).
 #include "train_ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "glue/checks.h"
 #include "splat/adam.h"
+#include "splat/sgld.h"
 #include "splat/ssim.h"
 
 namespace {
@@ -15,30 +17,33 @@ namespace {
 constexpr int R = splat::SSIM_WINDOW / 2;
 
 // Separable blur of an [H, W, C] image (channel-interleaved) with zero padding: out = g * in.
-template <typename T>
-void blur(const T* in, T* out, T* tmp, int H, int W, int C, const T* g) {
+// C is a compile-time constant so the channel loops unroll and vectorise; the taps of each
+// output are summed in ascending order (the ones outside the image left out), so the result
+// does not depend on the thread count.
+template <int C, typename T>
+void blur(const T* in, T* out, T* tmp, int H, int W, const T* g) {
 _Pragma("omp parallel for schedule(static)")
     for (int y = 0; y < H; ++y) {
+        const T* row = in + int64_t(y) * W * C;
         for (int x = 0; x < W; ++x) {
-            T* o = tmp + (int64_t(y) * W + x) * C;
-            for (int c = 0; c < C; ++c) o[c] = 0;
-            for (int k = -R; k <= R; ++k) {
-                const int xx = x + k;
-                if (xx < 0 || xx >= W) continue;
-                const T* s = in + (int64_t(y) * W + xx) * C;
+            T acc[C] = {};
+            const int k0 = std::max(-R, -x), k1 = std::min(R, W - 1 - x);
+            for (int k = k0; k <= k1; ++k) {
+                const T* s = row + int64_t(x + k) * C;
                 const T w = g[k + R];
-                for (int c = 0; c < C; ++c) o[c] += w * s[c];
+                for (int c = 0; c < C; ++c) acc[c] += w * s[c];
             }
+            T* o = tmp + (int64_t(y) * W + x) * C;
+            for (int c = 0; c < C; ++c) o[c] = acc[c];
         }
     }
 _Pragma("omp parallel for schedule(static)")
     for (int y = 0; y < H; ++y) {
         T* o = out + int64_t(y) * W * C;
         for (int i = 0; i < W * C; ++i) o[i] = 0;
-        for (int k = -R; k <= R; ++k) {
-            const int yy = y + k;
-            if (yy < 0 || yy >= H) continue;
-            const T* s = tmp + int64_t(yy) * W * C;
+        const int k0 = std::max(-R, -y), k1 = std::min(R, H - 1 - y);
+        for (int k = k0; k <= k1; ++k) {
+            const T* s = tmp + int64_t(y + k) * W * C;
             const T w = g[k + R];
             for (int i = 0; i < W * C; ++i) o[i] += w * s[i];
         }
@@ -83,7 +88,7 @@ _Pragma("omp parallel for schedule(static)")
             }
         const auto g = window<scalar_t>();
         scalar_t* m = moments.data_ptr<scalar_t>();
-        blur(p, m, tmp.data_ptr<scalar_t>(), H, W, 15, g.data());
+        blur<15>(p, m, tmp.data_ptr<scalar_t>(), H, W, g.data());
         scalar_t* s = map.data_ptr<scalar_t>();
 _Pragma("omp parallel for schedule(static)")
         for (int64_t i = 0; i < int64_t(H) * W; ++i)
@@ -117,7 +122,7 @@ _Pragma("omp parallel for schedule(static)")
             }
         const auto g = window<scalar_t>();
         scalar_t* bp = bd.data_ptr<scalar_t>();
-        blur(dp, bp, tmp.data_ptr<scalar_t>(), H, W, 9, g.data());
+        blur<9>(dp, bp, tmp.data_ptr<scalar_t>(), H, W, g.data());
         const scalar_t* x = a.data_ptr<scalar_t>();
         const scalar_t* y = b.data_ptr<scalar_t>();
         scalar_t* out = v_a.data_ptr<scalar_t>();
@@ -154,6 +159,34 @@ _Pragma("omp parallel for schedule(static)")
             pp[i] = splat::adam_update<scalar_t>(pp[i], gp[i], mp[i], vp[i], scalar_t(beta1), scalar_t(beta2),
                                                  scalar_t(1 - beta1), scalar_t(1 - beta2), scalar_t(step_size),
                                                  scalar_t(inv_bc2), scalar_t(eps));
+    });
+}
+
+// means += the SGLD noise of every Gaussian (eps [N, 3] drawn by the caller), in place.
+void sgld_add(torch::Tensor means, torch::Tensor log_scales, torch::Tensor quats, torch::Tensor opacity_logits,
+              torch::Tensor eps, double min_opacity, double scale) {
+    const auto dt = means.scalar_type();
+    TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "means must be float32 or float64");
+    const int64_t n = means.size(0);
+    splat::glue::check(means, "means", at::kCPU, dt, {n, 3});
+    splat::glue::check(log_scales, "log_scales", at::kCPU, dt, {n, 3});
+    splat::glue::check(quats, "quats", at::kCPU, dt, {n, 4});
+    splat::glue::check(opacity_logits, "opacity_logits", at::kCPU, dt, {n});
+    splat::glue::check(eps, "eps", at::kCPU, dt, {n, 3});
+    AT_DISPATCH_FLOATING_TYPES(dt, "sgld_add", [&] {
+        scalar_t* m = means.data_ptr<scalar_t>();
+        const scalar_t* ls = log_scales.data_ptr<scalar_t>();
+        const scalar_t* q = quats.data_ptr<scalar_t>();
+        const scalar_t* o = opacity_logits.data_ptr<scalar_t>();
+        const scalar_t* e = eps.data_ptr<scalar_t>();
+_Pragma("omp parallel for schedule(static)")
+        for (int64_t i = 0; i < n; ++i) {
+            const auto d = splat::sgld_noise<scalar_t>({q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]},
+                                                      {ls[3 * i], ls[3 * i + 1], ls[3 * i + 2]}, o[i],
+                                                      {e[3 * i], e[3 * i + 1], e[3 * i + 2]}, scalar_t(min_opacity),
+                                                      scalar_t(scale));
+            m[3 * i] += d.x, m[3 * i + 1] += d.y, m[3 * i + 2] += d.z;
+        }
     });
 }
 

@@ -1,4 +1,5 @@
-// CPU training ops over the shared math (splat/ssim.h, splat/adam.h): fused SSIM and Adam.
+// CPU training ops over the shared math (splat/ssim.h, splat/adam.h, splat/sgld.h): fused SSIM, Adam
+// and the MCMC position noise.
 #pragma once
 
 #include <torch/extension.h>
@@ -15,6 +16,10 @@ torch::Tensor ssim_bwd(torch::Tensor a, torch::Tensor b, torch::Tensor moments, 
 // One in-place Adam update of p and its moments m, v (step counts from 1).
 void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor v, double lr, double beta1, double beta2,
                double eps, int64_t step);
+
+// In place: means [N, 3] += the SGLD noise (splat/sgld.h) for noise draws eps [N, 3].
+void sgld_add(torch::Tensor means, torch::Tensor log_scales, torch::Tensor quats, torch::Tensor opacity_logits,
+              torch::Tensor eps, double min_opacity, double scale);
 
 }  // namespace train_ops
 }  // namespace splat

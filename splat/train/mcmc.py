@@ -122,11 +122,15 @@ class MCMCStrategy(Strategy):
     def inject_noise(self, adam, means_lr: float) -> None:
         """SGLD: move each mean by its covariance times N(0, I), gated towards low opacity."""
         p = adam.params
+        # drawn on the CPU (the trainer's generator lives there), so every device draws the same noise
+        eps = torch.randn(p["means"].shape, generator=self.generator, dtype=p["means"].dtype).to(p["means"].device)
+        if adam.fused is not None and p["means"].device.type == "cpu":  # the same math in one pass (splat/sgld.h)
+            adam.fused.sgld_add(p["means"].data, p["log_scales"].detach(), p["quats"].detach(),
+                                p["opacity_logits"].detach(), eps, self.min_opacity, self.noise_lr * means_lr)
+            return
         s = torch.exp(p["log_scales"].detach())
         R = quat_to_rotmat(torch.nn.functional.normalize(p["quats"].detach(), dim=-1))
         gate = torch.sigmoid(-100 * (opacities(adam) - self.min_opacity))
-        # drawn on the CPU (the trainer's generator lives there), so every device draws the same noise
-        eps = torch.randn(p["means"].shape, generator=self.generator, dtype=p["means"].dtype).to(p["means"].device)
         # Sigma eps = R S^2 R^T eps
         local = torch.einsum("nji,nj->ni", R, eps) * s * s
         noise = torch.einsum("nij,nj->ni", R, local)

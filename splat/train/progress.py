@@ -25,6 +25,7 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
     ``on_step(trainer, metrics)`` runs after every step (the live viewer's hook).
     Returns a summary dict."""
     stream = stream or sys.stderr
+    print(trainer.describe(), file=stream, flush=True)
     steps, start = trainer.config.steps, trainer.step
     t0 = time.perf_counter()
     last = [0.0]

@@ -57,6 +57,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run: Path, dataset: Dataset):
         self.config, self.run, self.dataset = config.validate(), Path(run), dataset
+        if config.cap is None:  # sized once, from what training starts with, and saved with the run
+            points = len(dataset.points) if dataset.points is not None and len(dataset.points) else config.init_count
+            config.cap = config.sized_cap(min(points, config.init_count) + int(config.sky_fraction * config.init_count))
         self.device = pick_device(config.backend)
         self.scene_scale = scene_scale(dataset)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -179,9 +182,15 @@ class Trainer:
         except (KeyError, TypeError, RuntimeError) as e:
             raise SplatError(f"{self.run}: checkpoint is incomplete or damaged ({type(e).__name__}: {e})") from None
 
-    def dataset_summary(self) -> str:
-        cam = self.dataset.cameras[self.dataset.train[0]]
-        return f"{len(self.dataset.train)} training views of {cam.width}x{cam.height}, {len(self.adam)} initial Gaussians"
+    def describe(self) -> str:
+        """The first line a user sees: views and their size after downscale, held-out views,
+        Gaussians at the start and the cap, strategy, steps, and where the run goes."""
+        c, d = self.config, self.dataset
+        sizes = sorted({(d.cameras[i].width, d.cameras[i].height) for i in d.train})
+        size = "x".join(map(str, sizes[0])) + (f" (and {len(sizes) - 1} other sizes)" if len(sizes) > 1 else "")
+        where = f"resuming {self.run} at step {self.step}" if self.step else f"run: {self.run}"
+        return (f"train: {len(d.train)} views of {size} (downscale {c.downscale}), {len(d.test)} held out; "
+                f"{len(self.adam)} Gaussians at the start, cap {c.cap}; {c.strategy}, {c.steps} steps; {where}")
 
     def store(self) -> GaussianStore:
         """The current Gaussians (detached, on the CPU)."""
