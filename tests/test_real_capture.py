@@ -67,6 +67,11 @@ def test_photos_to_a_trained_scene(capsys, tmp_path):
     trained = json.loads(out.strip().splitlines()[-1])
     assert (run / "scene.ply").is_file() and trained["steps"] == 200
     assert trained["psnr"] > 12.0, trained  # a real picture, not noise (about 17 dB at 200 steps)
+    first = err.splitlines()[0]
+    assert first.startswith(f"train: {len(dataset.train)} views of ") and f"{len(dataset.test)} held out" in first
+    assert f"run: {run}" in first and "Gaussians at the start, cap " in first
+    assert "train: reading images" in err and "eval: held-out views" in err
+    assert (run / "curves.png").stat().st_size > 0 and (run / "eval_sheet.png").stat().st_size > 0
     code, out, err = run_cli(capsys, "eval", run)
     assert code == 0, err
     assert json.loads(out)["test_views"] == len(dataset.test)
@@ -90,3 +95,18 @@ def test_too_few_photos_placed_is_one_line(capsys, tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("error:") and ("could be placed" in last or "no model could be built" in last), err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_many_photos_are_matched_with_their_neighbours(capsys, tmp_path, monkeypatch):
+    """Above the threshold (100 photos; 6 here) every pair is no longer matched: each photo is
+    matched with its neighbours in name order, and the user is told."""
+    import splat.data.sfm as sfm
+
+    monkeypatch.setattr(sfm, "EXHAUSTIVE_UP_TO", 6)
+    monkeypatch.setattr(sfm, "SEQUENTIAL_OVERLAP", 4)
+    photo_subset(tmp_path / "photos")
+    code, _, err = run_cli(capsys, "sfm", tmp_path / "photos", tmp_path / "data")
+    assert code == 0, err
+    assert "12 photos, more than 6: matching each with its 4 neighbours in name order" in err
+    assert "sfm: matching neighbours" in err
+    assert json.loads((tmp_path / "data" / "colmap" / "summary.json").read_text())["registered"] >= 10

@@ -314,3 +314,23 @@ def test_adc_absgrad_reads_the_absolute_sums(tiny_scene, tmp_path):
     assert float(t.strategy.grad_sum.sum()) > 0
     assert (t.strategy.grad_sum >= plain.grad_sum - 1e-6).all()
     assert float(t.strategy.grad_sum.sum()) > float(plain.grad_sum.sum())
+
+
+def test_the_cap_is_sized_from_the_initial_gaussians_when_not_given():
+    from splat.train.config import TrainConfig
+
+    assert TrainConfig().sized_cap(47_071) == 235_355
+    assert TrainConfig().sized_cap(1_000) == 100_000
+    assert TrainConfig().sized_cap(900_000) == 1_000_000
+    assert TrainConfig(cap=5_000).sized_cap(47_071) == 5_000
+
+
+def test_tile_pairs_per_pixel_counts_the_footprints_tiles():
+    from splat.render.api import RenderResult
+
+    C, H, W = 1, 48, 64
+    res = RenderResult(color=torch.zeros(C, H, W, 3), alpha=torch.zeros(C, H, W, 1), depth=torch.zeros(C, H, W, 1),
+                       radii=torch.tensor([[10, 0, 3]], dtype=torch.int32),
+                       means2d=torch.tensor([[[32.0, 24.0], [5.0, 5.0], [-100.0, 0.0]]]), contributions=None)
+    # the first spans tiles x 1..2, y 0..2 (6 tiles); the second is culled; the third is off screen
+    assert res.tile_pairs_per_pixel() == pytest.approx(6 * 256 / (H * W))

@@ -13,6 +13,8 @@ from ..errors import SplatError
 from ..store import GaussianStore
 from .reference import rasterize_torch
 
+from .constants import TILE
+
 MODES = ("classic", "antialiased")
 
 
@@ -47,6 +49,24 @@ class RenderResult:
     label_contributions: torch.Tensor | None = None
     median_depth: torch.Tensor | None = None
     means2d_absgrad: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def tile_pairs_per_pixel(self) -> float:
+        """The blend's work per pixel: (tile, Gaussian) pairs of the visible Gaussians' square
+        footprints (centre +- radius, in whole tiles) x the tile's area / the pixels, averaged
+        over the cameras. An upper bound of the pairs the native binning keeps (it also drops
+        tile corners an ellipse misses), cheap enough to log."""
+        C, H, W = self.color.shape[:3]
+        tiles_x, tiles_y = -(-W // TILE), -(-H // TILE)
+        r = self.radii.float()
+        m = self.means2d.detach()
+        lo_x, hi_x = torch.floor((m[..., 0] - r) / TILE), torch.floor((m[..., 0] + r) / TILE)
+        lo_y, hi_y = torch.floor((m[..., 1] - r) / TILE), torch.floor((m[..., 1] + r) / TILE)
+        seen = (r > 0) & (hi_x >= 0) & (lo_x < tiles_x) & (hi_y >= 0) & (lo_y < tiles_y)
+        span_x = hi_x.clamp(max=tiles_x - 1) - lo_x.clamp(min=0) + 1
+        span_y = hi_y.clamp(max=tiles_y - 1) - lo_y.clamp(min=0) + 1
+        pairs = (span_x * span_y * seen).sum()
+        return float(pairs) * TILE * TILE / (C * H * W)
 
 
 def _cpu_backend() -> Callable[..., dict]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..io.atomic import write_text_atomic
+from ..progress import Progress
 from ..io.images import save_image
 from ..render import rasterize
 from .run import Run
@@ -83,7 +84,11 @@ def evaluate(run: str | Path, backend: str | None = None, save_images: bool = Tr
     score_lpips, lpips_note = lpips_model()
     bg = torch.tensor(config.eval_background, dtype=torch.float32)
     out_dir = layout.eval_dir if save_images else None
-    views = score_views(store, dataset, dataset.test, backend, config.mode, bg, score_lpips, out_dir)
+    bar = Progress("eval: held-out views", len(dataset.test)) if dataset.test else None
+    views = score_views(store, dataset, dataset.test, backend, config.mode, bg, score_lpips, out_dir,
+                        bar.update if bar else None)
+    if bar:
+        bar.close()
     mean = lambda k: (sum(v[k] for v in views) / len(views)) if views else None  # noqa: E731
     result = {
         "psnr": mean("psnr"), "ssim": mean("ssim"),
@@ -94,4 +99,9 @@ def evaluate(run: str | Path, backend: str | None = None, save_images: bool = Tr
     if any(math.isinf(v["psnr"]) for v in views):
         result["psnr"] = float("inf")
     write_text_atomic(layout.eval_path, json.dumps(result, indent=1))
+    from .report import write_contact_sheet, write_curves
+
+    if save_images:
+        write_contact_sheet(run, views)
+    write_curves(run)
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..progress import format_duration
+from ..progress import Progress, format_duration
 from ..interrupts import Interrupted, signal_name
 from .run import Run
 from .evaluate import evaluate
@@ -26,6 +26,9 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
     Returns a summary dict."""
     stream = stream or sys.stderr
     print(trainer.describe(), file=stream, flush=True)
+    loading = Progress("train: reading images", len(trainer.dataset.train), stream=stream)
+    if trainer.preload(loading.update):
+        loading.close()
     steps, start = trainer.config.steps, trainer.step
     t0 = time.perf_counter()
     last = [0.0]

@@ -227,6 +227,20 @@ class Trainer:
             self.images[i] = (rgb, alpha, mask)
         return self.images[i]
 
+    def preload(self, progress: Callable[[int], None] | None = None, budget_bytes: int = 4 << 30) -> bool:
+        """Read every training view now (decoded, undistorted, downscaled), calling ``progress(done)``
+        after each, so the first epoch does not stall on the disk; False (nothing read) when
+        they would take more than ``budget_bytes`` of memory, as then they are read as used."""
+        d = self.dataset
+        need = sum(d.cameras[i].width * d.cameras[i].height * 4 * 4 for i in d.train)  # float32 RGBA, at most
+        if need > budget_bytes:
+            return False
+        for done, i in enumerate(d.train, 1):
+            self._view(i)
+            if progress:
+                progress(done)
+        return True
+
     def _background(self) -> torch.Tensor:
         if self.config.background == "random":
             return torch.rand(3, generator=self.generator).to(self.device)
@@ -257,11 +271,12 @@ class Trainer:
         self.adam.step()
         self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
         self.step += 1
+        metrics = {"step": self.step, "loss": float(loss.detach()), "psnr": min(psnr(image.detach(), target), 120.0),
+                   "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
         if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
             self.check_finite()  # a bad value also reaches the loss within a step or two
-
-        return {"step": self.step, "loss": float(loss.detach()), "psnr": min(psnr(image.detach(), target), 120.0),
-                "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
+            metrics["tile_pairs_per_pixel"] = round(result.tile_pairs_per_pixel(), 2)
+        return metrics
 
     def check_finite(self) -> None:
         """Stop with a one-line error if any parameter holds NaN or Inf."""
