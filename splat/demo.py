@@ -17,7 +17,9 @@ from .train.run import Run
 # a schedule for a few minutes on a laptop CPU: the field's settings, compressed
 DEMO_CONFIG = dict(
     strategy="mcmc", steps=1100, cap=30_000, sh_degree=3, sh_interval=500, checkpoint_every=500,
-    mcmc=dict(refine_start=100, refine_every=50),
+    # the small synthetic scene keeps 1 x the neighbour distance (the default is 0.5 x, for real
+    # captures): 30.76 dB held out against 30.41 at 0.5 x, 1100 steps on this 2-core VM
+    mcmc=dict(refine_start=100, refine_every=50, init_scale=1.0),
     adc=dict(refine_start=100, refine_every=50),  # tools/bench_train.py runs both strategies on this schedule
 )
 

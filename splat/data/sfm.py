@@ -269,8 +269,12 @@ def _reconstruct(pycolmap, photos: Path, names: list[str], out: Path, log, min_r
         bar.close()
         if len(names) <= EXHAUSTIVE_UP_TO:
             bar = Progress(f"sfm: matching every pair ({len(names) * (len(names) - 1) // 2})", 1)
-            follow.watch(r"Processing block \[(\d+)/(\d+), (\d+)/\d+\]",
-                         lambda m: bar.update(0, f"block {m.group(1)}/{m.group(2)}"))
+            def on_block(m):  # the line comes as block (i, j) of n x n starts
+                i, n, j = int(m.group(1)), int(m.group(2)), int(m.group(3))
+                bar.total = n * n
+                bar.update((i - 1) * n + j - 1, "blocks of 50 x 50 photos")
+
+            follow.watch(r"Processing block \[(\d+)/(\d+), (\d+)/\d+\]", on_block)
             pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
         else:
             log(f"sfm: {len(names)} photos, more than {EXHAUSTIVE_UP_TO}: matching each with its "
