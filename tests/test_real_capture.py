@@ -67,7 +67,7 @@ def test_photos_to_a_trained_scene(capsys, tmp_path):
     trained = json.loads(out.strip().splitlines()[-1])
     assert (run / "scene.ply").is_file() and trained["steps"] == 200
     assert trained["psnr"] > 12.0, trained  # a real picture, not noise (about 17 dB at 200 steps)
-    first = err.splitlines()[0]
+    first = next(ln for ln in err.splitlines() if ln.startswith("train: "))  # a first build may speak before
     assert first.startswith(f"train: {len(dataset.train)} views of ") and f"{len(dataset.test)} held out" in first
     assert f"run: {run}" in first and "Gaussians at the start, cap " in first
     assert "train: reading images" in err and "eval: held-out views" in err
