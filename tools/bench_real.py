@@ -93,7 +93,7 @@ def along_the_run(run: Path, every: int) -> list[str]:
     return rows
 
 
-def opensplat_input(dataset, data: Path, folder: Path) -> Path:
+def opensplat_input(dataset, folder: Path) -> Path:
     """A nerfstudio transforms.json of the training views only (capture frame, OpenGL axes) and its points."""
     from splat.io.ply import save_point_cloud
 
@@ -116,7 +116,7 @@ def train_opensplat(binary: str, out: Path, args) -> dict:
     from splat.io.ply import load_ply
 
     dataset = load_colmap(args.data, normalize=False)  # full-size cameras: OpenSplat downscales itself
-    folder = opensplat_input(dataset, args.data, out / "input")
+    folder = opensplat_input(dataset, out / "input")
     stamps: list[float] = []
 
     def on_line(line: str) -> None:
