@@ -31,7 +31,7 @@ app = typer.Typer(
 
 @app.command()
 def info(
-    file: Path = typer.Argument(..., help="A .ply or .splat scene, or a training run folder."),
+    file: Path = typer.Argument(..., help="A scene (.ply, .compressed.ply, .splat, .spz, .sog, .ksplat) or a training run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ):
     """Count, SH degree, bounds, opacity and scale statistics, extra fields, non-finite rows."""
@@ -44,7 +44,7 @@ def info(
 
 
 def _scene_and_cameras(path: Path, check: bool = True):
-    """(store, cameras or None) of a .ply or .splat file or a training run folder. With
+    """(store, cameras or None) of a scene file (any format) or a training run folder. With
     ``check`` a scene with NaN or Inf is refused, naming how many Gaussians hold them."""
     from .io.scene_files import load_scene
     from .train.run import Run, scene_file_of
@@ -61,7 +61,7 @@ def _scene_and_cameras(path: Path, check: bool = True):
 
 @app.command()
 def render(
-    file: Path = typer.Argument(..., help="A 3DGS .ply file or a training run folder."),
+    file: Path = typer.Argument(..., help="A scene (.ply, .compressed.ply, .splat, .spz, .sog, .ksplat) or a training run folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Output image (.png/.jpg) or video (.mp4/.gif)."),
     path: str = typer.Option("orbit", help="Video camera path: orbit, spiral or dataset (a run's cameras)."),
     frames: int = typer.Option(90, help="Video frames (orbit and spiral)."),
@@ -144,7 +144,7 @@ def render(
 
 @app.command()
 def view(
-    scene: Path = typer.Argument(..., help="A .ply or .splat file, or a training run folder."),
+    scene: Path = typer.Argument(..., help="A scene (.ply, .compressed.ply, .splat, .spz, .sog, .ksplat) or a training run folder."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you say otherwise)."),
     port: int = typer.Option(8080, help="Port (the next free one if taken)."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),

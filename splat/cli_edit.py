@@ -34,7 +34,7 @@ _SELECTION_PARAMS = [
 _OUTPUT_PARAMS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann)
     for name, ann, default in [
-        ("out", Optional[Path], typer.Option(None, "--out", "-o", help="Output scene (.ply or .splat).")),
+        ("out", Optional[Path], typer.Option(None, "--out", "-o", help="Output scene (.ply, .compressed.ply, .splat, .spz or .sog).")),
         ("in_place", bool, typer.Option(False, "--in-place", help="Overwrite the input (atomically).")),
         ("dry_run", bool, typer.Option(False, "--dry-run", help="Print what would change; write nothing.")),
     ]
@@ -160,14 +160,14 @@ def _write(store, before: int, source: Optional[Path], selected: Optional[int] =
         refuse_inputs(target, ([_input_file(source)] if source is not None else []) + [_input_file(p) for p in inputs],
                       "pass --in-place to overwrite it" if source is not None else "choose another --out")
     if target is not None:
-        scene_format(target)
+        scene_format(target, write=True)
     if dry_run:
         typer.echo(f"dry run: {sel}{before} -> {len(store)} Gaussians; nothing written")
         return
     if len(store) == 0:
         raise SplatError(f"{sel}the result has no Gaussians; nothing written")
-    save_scene(store, target)
-    typer.echo(f"{sel}{before} -> {len(store)} Gaussians; wrote {target}")
+    dropped = save_scene(store, target).describe()
+    typer.echo(f"{sel}{before} -> {len(store)} Gaussians; wrote {target}" + (f" ({dropped})" if dropped else ""))
 
 
 def _similarity(translate, rotate, quat, scale, pivot, store=None, selection=None):
@@ -323,22 +323,26 @@ def merge_cmd(inputs: List[str] = typer.Argument(..., help="Scenes, each optiona
 
 
 @_command("export", selection=False, output=False)
-def export_cmd(input: Path = typer.Argument(..., help="Scene (.ply, .splat or a run folder)."),
-               output: Path = typer.Argument(..., help="Output file."),
-               fmt: Optional[str] = typer.Option(None, "--format", help="ply | splat (default: from the output's suffix)."),
-               drop_invalid: bool = typer.Option(True, "--drop-invalid/--keep-invalid", help="Drop NaN/Inf and opacity < 1/255 first, as viewers expect.")):
-    """Write a scene as .ply or .splat (reads either: this is also the .splat import)."""
+def export_cmd(input: Path = typer.Argument(..., help="Scene (any readable format) or a run folder."),
+               output: Path = typer.Argument(..., help="Output file: .ply, .compressed.ply, .splat, .spz or .sog."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="ply | compressed.ply | splat | spz | sog (default: from the output's suffix)."),
+               sh_degree: Optional[int] = typer.Option(None, "--sh-degree", help="Keep SH bands up to this degree (0-3; default: all the scene has)."),
+               drop_invalid: bool = typer.Option(True, "--drop-invalid/--keep-invalid", help="Drop NaN/Inf and opacity < 1/255 first, as viewers expect (the web formats always do).")):
+    """Write a scene in another format (reads every format: this is also the import)."""
     from . import edit
     from .io.scene_files import save_scene, scene_format
 
+    fmt = scene_format(output, fmt, write=True)
     store = _load(input)
-    fmt = scene_format(output, fmt)
     from .io.atomic import refuse_inputs
 
     refuse_inputs(output, [_input_file(input)])
+    before = len(store)
     if drop_invalid:
         store = edit.clean(store, outliers=False, max_scale=float("inf"))
     if len(store) == 0:
         raise SplatError(f"{input}: no Gaussians to export (after dropping invalid ones); nothing written")
-    save_scene(store, output, fmt)
-    typer.echo(f"wrote {len(store)} Gaussians to {output} ({fmt})")
+    dropped = save_scene(store, output, fmt, sh_degree)
+    kept = len(store) - dropped.non_finite - dropped.transparent
+    note = f"; dropped {before - kept} invalid or transparent" if before != kept else ""
+    typer.echo(f"wrote {kept} Gaussians to {output} ({fmt}, {output.stat().st_size / max(kept, 1):.1f} bytes each){note}")

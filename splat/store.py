@@ -212,6 +212,10 @@ class GaussianStore:
                 bad |= ~torch.isfinite((t if t.dim() > 1 else t[:, None]).detach().flatten(1)).all(1)
         return bad
 
+    def invalid_rows(self) -> torch.Tensor:
+        """[N] bool: the Gaussians no renderer can draw (NaN/Inf anywhere, zero quaternion)."""
+        return self.non_finite_rows() | (self.quats.detach().norm(dim=-1) == 0)
+
     def validate(self) -> "GaussianStore":
         """Check shapes, dtypes and finiteness; raise SplatError naming the field.
 

@@ -91,8 +91,7 @@ def clean_masks(
     if neighbors < 1 or not (std_ratio > 0):
         raise SplatError("clean: neighbours must be >= 1 and the std ratio > 0")
     s = store.detach()
-    finite = ~s.non_finite_rows()
-    finite &= s.quats.norm(dim=-1) > 0
+    finite = ~s.invalid_rows()
     out = {"non_finite": ~finite}
     alive = finite.clone()
     transparent = alive & ~(s.opacities >= min_opacity)

@@ -115,33 +115,48 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
             missing properties, inconsistent SH count, truncated data.
     """
     path = Path(path)
-    data, names = read_vertices(path)
+    elements = read_elements(path)
+    if "vertex" not in elements:
+        raise SplatError(f"{path}: no 'vertex' element")
+    data = elements["vertex"]
+    names = list(data.dtype.names or ())
+    if "packed_position" in names:  # SuperSplat's compressed layout under a plain .ply name
+        from .compressed_ply import columns_from_elements
+
+        return columns_from_elements(path, elements).to_store()
     return _store_from_vertex(path, data, names)
 
 
-def read_vertices(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The ``vertex`` element of a binary PLY as a structured array, and its property names."""
+def read_elements(path: Path) -> dict[str, np.ndarray]:
+    """Every element of a binary PLY as a structured array, by name, in file order."""
     with open_input(path, ".ply") as f:
         elements, endian, header_size = _parse_header(path, f)
         file_size = os.fstat(f.fileno()).st_size
         offset = header_size
-        vertex = None
+        layout = []
         for name, count, props in elements:
             names = [p for p, _ in props]
             if len(set(names)) != len(names):
                 raise SplatError(f"{path}: duplicate property names in element '{name}'")
             dtype = np.dtype([(p, endian + _PLY_TYPES[t]) for p, t in props])
-            if name == "vertex":
-                vertex = (count, dtype, offset)
+            layout.append((name, count, dtype, offset))
             offset += count * dtype.itemsize  # Python ints: a forged count cannot overflow
-        if vertex is None:
-            raise SplatError(f"{path}: no 'vertex' element")
         if offset > file_size:
             raise SplatError(f"{path}: truncated: header promises {offset} bytes, file has {file_size}")
-        count, dtype, start = vertex
-        f.seek(start)
-        data = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
-    return data, list(dtype.names or ())
+        out = {}
+        for name, count, dtype, start in layout:
+            f.seek(start)
+            out[name] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype, count=count)
+    return out
+
+
+def read_vertices(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The ``vertex`` element of a binary PLY as a structured array, and its property names."""
+    elements = read_elements(path)
+    if "vertex" not in elements:
+        raise SplatError(f"{path}: no 'vertex' element")
+    data = elements["vertex"]
+    return data, list(data.dtype.names or ())
 
 
 def load_point_cloud(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:

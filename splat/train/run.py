@@ -93,6 +93,6 @@ def scene_file_of(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         if not Run(path).finished:
-            raise SplatError(f"{path}: a folder without scene.ply (expected a .ply, a .splat or a finished training run)")
+            raise SplatError(f"{path}: a folder without scene.ply (expected a scene file or a finished training run)")
         return Run(path).scene_path
     return path

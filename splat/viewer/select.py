@@ -111,7 +111,7 @@ class SelectionTool:
         self.set_mask(None)
 
     def save(self, path: Path) -> None:
-        """Write the selection atomically (.ply or .splat); errors go to the GUI."""
+        """Write the selection atomically (any written format, by suffix); errors go to the GUI."""
         from ..errors import SplatError
         from ..io.scene_files import save_scene
 

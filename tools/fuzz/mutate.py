@@ -101,4 +101,5 @@ def mutate(seed: bytes, draw, kind: str = "binary") -> bytes:
 KINDS = {"ply": "binary", "ply_foreign": "binary", "ply_points": "binary", "splat": "binary", "cameras_json": "json",
          "transforms_json": "json", "colmap_bin_cameras": "binary", "colmap_bin_images": "binary",
          "colmap_bin_points3D": "binary", "colmap_txt_cameras": "text", "colmap_txt_images": "text",
-         "colmap_txt_points3D": "text"}
+         "colmap_txt_points3D": "text", "spz": "binary", "spz_gzip": "binary", "compressed_ply": "binary",
+         "sog": "binary", "sog_meta": "json", "ksplat": "binary"}

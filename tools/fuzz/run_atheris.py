@@ -32,6 +32,10 @@ def run_one(name: str, flags: list[str]) -> None:
         import splat.data.loaders  # noqa: F401
         import splat.io.ply  # noqa: F401
         import splat.io.splat_format  # noqa: F401
+        import splat.io.spz  # noqa: F401
+        import splat.io.compressed_ply  # noqa: F401
+        import splat.io.sog  # noqa: F401
+        import splat.io.ksplat  # noqa: F401
     from mutate import KINDS, mutate
     from targets import TARGETS, seeds_cached
 

@@ -8,6 +8,8 @@ atheris runs (tools/fuzz/run_atheris.py). ``seeds(folder)`` writes one valid inp
 from __future__ import annotations
 
 import json
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,12 @@ from splat.camera import load_cameras_json, orbit_cameras, save_cameras_json
 from splat.data.colmap import ColmapCamera, ColmapImage, ColmapModel, write_model
 from splat.data.loaders import load_colmap, load_transforms
 from splat.io.ply import load_ply, load_point_cloud, save_point_cloud, save_ply
+from splat.io.compressed_ply import load_compressed_ply, save_compressed_ply
+from splat.io.ksplat import load_ksplat
+from splat.io.sog import load_sog, save_sog
 from splat.io.splat_format import load_splat, save_splat
+from splat.io.spz import load_spz, save_spz, spz_legacy_bytes
+from splat.io.web_columns import export_columns
 from splat.store import GaussianStore
 
 
@@ -73,6 +80,16 @@ def seeds(folder: Path) -> dict[str, bytes]:
     out["ply_points"] = (folder / "p.ply").read_bytes()
     save_splat(_store(), folder / "s.splat")
     out["splat"] = (folder / "s.splat").read_bytes()
+    save_spz(_store(), folder / "s.spz")
+    out["spz"] = (folder / "s.spz").read_bytes()
+    out["spz_gzip"] = spz_legacy_bytes(export_columns(_store())[0], 3)
+    save_compressed_ply(_store(), folder / "s.compressed.ply")
+    out["compressed_ply"] = (folder / "s.compressed.ply").read_bytes()
+    save_sog(_store(), folder / "s.sog")
+    out["sog"] = (folder / "s.sog").read_bytes()
+    with zipfile.ZipFile(folder / "s.sog") as z:
+        out["sog_meta"] = z.read("meta.json")
+    out["ksplat"] = ksplat_bytes(_store())
     save_cameras_json(orbit_cameras((0, 0, 0), 3, 2, width=8, height=6), folder / "c.json")
     out["cameras_json"] = (folder / "c.json").read_bytes()
     cams = orbit_cameras((0, 0, 0), 3, 3, width=8, height=6)
@@ -119,6 +136,57 @@ def _file_target(suffix: str, parse):
     return target
 
 
+def ksplat_bytes(store: GaussianStore, mode: int = 1) -> bytes:
+    """A .ksplat file of ``store`` in one section (positions in one bucket for modes 1-2), laid
+    out as the GaussianSplats3D viewer writes it: the test and fuzz seed of the reader."""
+    n, sh_count = len(store), 3 * (store.sh.shape[1] - 1)
+    means = store.means.detach().double().numpy()
+    centre = (means.max(0) + means.min(0)) / 2
+    block = float(2 * np.abs(means - centre).max() + 1e-3) * 1.0001
+    head = bytearray(4096)
+    head[0], head[1] = 0, 1
+    struct.pack_into("<I", head, 4, 1)
+    struct.pack_into("<I", head, 16, n)
+    struct.pack_into("<H", head, 20, mode)
+    struct.pack_into("<ff", head, 36, -1.5, 1.5)
+    sec = bytearray(1024)
+    buckets = 1 if mode else 0
+    struct.pack_into("<IIIIfHxxI", sec, 0, n, n, n if mode else 0, buckets, block, 12 if mode else 0, 32767)
+    struct.pack_into("<IIH", sec, 32, buckets, 0, store.sh_degree)
+    f = "<f2" if mode else "<f4"
+    cols = []
+    if mode:
+        cols.append(np.round((means - centre) / (block / 2 / 32767) + 32767).clip(0, 65535).astype("<u2"))
+    else:
+        cols.append(means.astype("<f4"))
+    cols.append(store.scales.detach().numpy().astype(f))
+    cols.append(store.unit_quats.detach().numpy().astype(f))
+    rgba = torch.cat([store.rgb.clamp(0, 1), store.opacities[:, None]], 1).detach().numpy()
+    cols.append(np.round(rgba * 255).astype(np.uint8))
+    rest = store.sh[:, 1:].detach().numpy()  # [N, B-1, 3] -> per band, channel-major inside
+    stored = []
+    for lo, width in ((0, 3), (3, 5), (8, 7)):
+        if lo < rest.shape[1]:
+            stored.append(rest[:, lo: lo + width].transpose(0, 2, 1).reshape(n, -1))
+    if sh_count:
+        vals = np.concatenate(stored, 1)
+        cols.append(np.round((vals + 1.5) / 3 * 255).clip(0, 255).astype(np.uint8) if mode == 2 else vals.astype(f))
+    rec = np.concatenate([c.view(np.uint8).reshape(n, -1) for c in cols], 1)
+    bucket_data = centre.astype("<f4").tobytes() if mode else b""
+    return bytes(head) + bytes(sec) + bucket_data + rec.tobytes()
+
+
+def _sog_meta(data: bytes, scratch: Path) -> None:
+    """A bundle with the given meta.json beside the seed's images."""
+    good = scratch / "seeds" / "s.sog"
+    seeds_cached(scratch)
+    p = scratch / "meta_input.sog"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(p, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, data if info.filename == "meta.json" else src.read(info))
+    load_sog(p)
+
+
 def _transforms(data: bytes, scratch: Path) -> None:
     folder = scratch / "transforms"
     if not (folder / "images").is_dir():
@@ -132,6 +200,12 @@ TARGETS = {
     "ply_foreign": _file_target(".ply", load_ply),
     "ply_points": _file_target(".ply", load_point_cloud),
     "splat": _file_target(".splat", load_splat),
+    "spz": _file_target(".spz", load_spz),
+    "spz_gzip": _file_target(".spz", load_spz),
+    "compressed_ply": _file_target(".compressed.ply", load_compressed_ply),
+    "sog": _file_target(".sog", load_sog),
+    "sog_meta": _sog_meta,
+    "ksplat": _file_target(".ksplat", load_ksplat),
     "cameras_json": _file_target(".json", load_cameras_json),
     "transforms_json": _transforms,
     **{f"colmap_{k}_{n}": _colmap(k, n) for k in ("bin", "txt") for n in ("cameras", "images", "points3D")},
