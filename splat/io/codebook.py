@@ -52,14 +52,16 @@ def quantize_1d(values: np.ndarray, k: int = 256, alpha: float = 0.5, bins: int 
     cost = np.where(a_idx <= j_idx, np.maximum(cost, 0.0), np.inf)
     kk = min(k, int((counts > 0).sum()))
     dp = cost[0].copy()  # one centroid for bins 0..j
-    after = np.vstack([cost[1:], np.full((1, h), np.inf)])  # after[s, j] = cost of bins s+1..j
+    # after[j, s] = cost of bins s+1..j (rows contiguous: each step reduces along a row)
+    after = np.ascontiguousarray(np.vstack([cost[1:], np.full((1, h), np.inf)]).T)
     splits = []
+    rows = np.arange(h)
     for m in range(2, kk + 1):
         # the m-th centroid covers bins s+1..j; s runs over m-2..j-1
-        cand = dp[:, None] + after
-        cand[: m - 2] = np.inf
-        s = np.argmin(cand, 0)
-        dp = cand[s, np.arange(h)]
+        cand = after + dp[None, :]
+        cand[:, : m - 2] = np.inf
+        s = np.argmin(cand, 1)
+        dp = cand[rows, s]
         splits.append(s)
     centroids = np.empty(kk)
     j = h - 1
@@ -85,14 +87,23 @@ def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, block: int =
     return out
 
 
+def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster sums [k, D] (float64) and counts [k] of the points: a sort and a running
+    sum (index_add_ on the CPU was most of the time)."""
+    order = torch.argsort(labels)
+    counts = torch.bincount(labels, minlength=k)
+    run = torch.cat([torch.zeros(1, x.shape[1], dtype=torch.float64), x[order].double().cumsum(0)])
+    ends = counts.cumsum(0)
+    return run[ends] - run[ends - counts], counts.double()
+
+
 def _lloyd(x: torch.Tensor, k: int, iterations: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     c = x[torch.randperm(len(x), generator=g)[:k]].clone()
     labels = nearest_centroid(x, c)
     for _ in range(iterations):
-        sums = torch.zeros_like(c).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        sums, counts = _cluster_sums(x, labels, k)
         filled = counts > 0
-        c[filled] = sums[filled] / counts[filled, None]
+        c[filled] = (sums[filled] / counts[filled, None]).to(c.dtype)
         empty = (~filled).nonzero()[:, 0]
         if len(empty):
             err = ((x - c[labels]) ** 2).sum(1)
