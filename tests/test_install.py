@@ -43,6 +43,19 @@ def test_the_demo_command_installs_what_the_demo_needs():
     assert system_packages(tests) - TEST_ONLY_PACKAGES <= system_packages(demo)  # none installed only for tests
 
 
+def test_the_test_command_installs_the_pinned_splat_transform():
+    """The web-format tests need the reference at the version tools/splat_transform.py pins."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import splat_transform
+
+    tests = readme_commands()[1]
+    assert f"@playcanvas/splat-transform@{splat_transform.PINNED}" in tests
+    assert f"splat-peers/splat-transform-{splat_transform.PINNED}" in tests
+    assert "SPLAT_REQUIRE_SPLAT_TRANSFORM=1" in tests
+
+
 def test_the_demo_command_runs_apt_get_when_libusb_is_absent(tmp_path):
     """Run the demo command's system step on a PATH where ldconfig knows no libusb and
     apt-get records what it is asked for: it must ask for libusb-1.0-0."""

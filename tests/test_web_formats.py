@@ -232,7 +232,14 @@ def _bad_inputs(tmp_path) -> dict[str, bytes]:
     small = io.BytesIO()
     Image.new("RGBA", (4, 4)).save(small, "WEBP", lossless=True)
     cp = good["compressed.ply"]
+    newer_zip = bytearray(good["sog"])
+    at = newer_zip.index(b"PK\x01\x02")
+    newer_zip[at + 6] = 84  # "version needed to extract" 8.4: atheris found it escaping as NotImplementedError
+    no_buckets = bytearray(ksplat_bytes(s, 1))
+    struct.pack_into("<H", no_buckets, 4096 + 20, 0)  # 0 bytes per bucket (atheris: a ValueError)
     return {
+        "newer zip.sog": bytes(newer_zip),
+        "no bucket bytes.ksplat": bytes(no_buckets),
         "wrong magic.spz": b"XXXX" + bytes(spz[4:]),
         "truncated.spz": bytes(spz[:40]),
         "forged count.spz": bytes(forged),
@@ -309,3 +316,36 @@ def test_reference_reads_our_ksplat_layout(tmp_path):
         splat_transform.convert(tmp_path / f"s{mode}.ksplat", tmp_path / f"s{mode}.ply")
         a, b = load_scene(tmp_path / f"s{mode}.ksplat"), load_scene(tmp_path / f"s{mode}.ply")
         assert torch.allclose(a.means, b.means, atol=1e-6) and torch.allclose(a.sh, b.sh, atol=1e-6)
+
+
+def test_forged_spz_counts_fail_fast_without_allocating(tmp_path):
+    """A header and table of contents claiming 2^31 Gaussians over a small file."""
+    import tracemalloc
+
+    save_scene(scene(100), tmp_path / "s.spz")
+    blob = bytearray((tmp_path / "s.spz").read_bytes())
+    n = 2**31 - 1
+    struct.pack_into("<I", blob, 8, n)
+    for i, per in enumerate((9, 1, 3, 3, 4, 45)):
+        struct.pack_into("<Q", blob, 32 + 16 * i + 8, per * n)
+    (tmp_path / "forged.spz").write_bytes(bytes(blob))
+    tracemalloc.start()
+    with pytest.raises(SplatError, match="need"):
+        load_scene(tmp_path / "forged.spz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6
+
+
+def test_ksplat_empty_section_naming_a_higher_degree(tmp_path):
+    """atheris: an empty section whose header names SH degree 3 beside a degree-1 section
+    once raised IndexError; it holds nothing, so the scene reads at degree 1."""
+    s = scene(200, 1)
+    blob = bytearray(ksplat_bytes(s, 1))
+    struct.pack_into("<I", blob, 4, 2)
+    empty = bytearray(1024)
+    struct.pack_into("<H", empty, 40, 3)
+    blob = blob[: 4096 + 1024] + empty + blob[4096 + 1024:]
+    (tmp_path / "two.ksplat").write_bytes(bytes(blob))
+    back = load_scene(tmp_path / "two.ksplat")
+    assert len(back) == 200 and back.sh_degree == 1

@@ -85,6 +85,8 @@ def read_ksplat(path: str | os.PathLike) -> WebColumns:
         per = pos_b + scale_b + rot_b + 4 + sec_rest * sh_b
         meta = bucket_bytes * buckets + 4 * partial
         end = at + meta + per * capacity_max
+        if mode and buckets and bucket_bytes < 12:
+            raise SplatError(f"{path}: .ksplat section {i} stores {bucket_bytes} bytes per bucket, its centres need 12")
         if count > capacity_max or end > len(data) or partial > buckets or full > buckets:
             raise SplatError(f"{path}: .ksplat section {i} runs past the end of the file or its own capacity")
         partial_sizes = np.frombuffer(data, "<u4", partial, at).astype(np.int64)
@@ -111,7 +113,7 @@ def read_ksplat(path: str | os.PathLike) -> WebColumns:
         rgba = rec[:, o: o + 4].astype(np.float64) / 255.0
         o += 4
         rest = np.zeros((count, n_rest, 3))
-        if sec_rest:
+        if sec_rest and count:  # an empty section may name a degree the others lack
             raw = rec[:, o: o + sec_rest * sh_b].copy()
             vals = raw.view({4: "<f4", 2: "<f2", 1: np.uint8}[sh_b]).astype(np.float64)
             if sh_b == 1:

@@ -157,7 +157,7 @@ class _Source:
             data = f.read()
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError, OSError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as e:
             raise SplatError(f"{path}: not a SOG bundle (bad zip: {e})") from None
 
     def read(self, name: str, limit: int = 1 << 31) -> bytes:

@@ -223,8 +223,12 @@ def _read_v4(path: Path, data: bytes) -> WebColumns:
             raise SplatError(f"{path}: SPZ stream {i} holds {raw} bytes, {n} Gaussians need {want}")
         if at + packed > len(data):
             raise SplatError(f"{path}: truncated SPZ file (stream {i} ends past the end)")
+        frame = data[at: at + packed]
         try:
-            out = decompressor.decompress(data[at: at + packed], max_output_size=want)
+            declared = zstandard.frame_content_size(frame)
+            if declared not in (-1, want):  # a forged count never allocates what it claims
+                raise SplatError(f"{path}: SPZ stream {i} holds {declared} bytes, {n} Gaussians need {want}")
+            out = decompressor.decompressobj().decompress(frame)  # grows with the data, not the claim
         except zstandard.ZstdError as e:
             raise SplatError(f"{path}: corrupt SPZ stream {i} ({e})") from None
         if len(out) != want:
