@@ -106,7 +106,7 @@ def render(
         if cams is None:
             if path == "dataset":
                 raise SplatError("--path dataset needs a run folder or --camera")
-            cams = default_cameras(store, frames, width or 512, height or 512)
+            cams = default_cameras(store, frames, width or height or 512, height or width or 512)
             if path == "spiral":
                 cams = camera_path("spiral", cams, frames, width, height)
         else:
@@ -127,7 +127,7 @@ def render(
             h = height or max(1, round(width * cam.height / cam.width))
             cam = cam.resized(w, h)
     else:
-        cam = default_cameras(store, 1, width or 512, height or 512)[0]
+        cam = default_cameras(store, 1, width or height or 512, height or width or 512)[0]  # one size: square
     res = rasterize(store, cam, backend=backend, sh_degree=sh_degree, background=bg, mode=mode)
     if output == "color":
         img = res.color[0]

@@ -39,6 +39,13 @@ def test_render_default_orbit_camera(capsys, scene, tmp_path):
     assert (img > 0.99).all(axis=-1).any()  # and the white background shows somewhere
 
 
+def test_render_with_one_size_is_square(capsys, scene, tmp_path):
+    """Without a camera, --width alone gives a square image (it once gave W x 512)."""
+    code, out, err = run(capsys, "render", scene, "--out", tmp_path / "s.png", "--width", 40)
+    assert code == 0, err
+    assert load_image(tmp_path / "s.png").shape == (40, 40, 3)
+
+
 def test_render_with_camera_file_and_depth(capsys, scene, tmp_path):
     cams = orbit_cameras((0, 0, 0), 4.0, 3, width=32, height=24)
     save_cameras_json(cams, tmp_path / "c.json")
