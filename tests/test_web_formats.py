@@ -235,10 +235,15 @@ def _bad_inputs(tmp_path) -> dict[str, bytes]:
     newer_zip = bytearray(good["sog"])
     at = newer_zip.index(b"PK\x01\x02")
     newer_zip[at + 6] = 84  # "version needed to extract" 8.4: atheris found it escaping as NotImplementedError
+    encrypted = bytearray(good["sog"])
+    for at in range(len(encrypted) - 4):  # every central directory entry: "encrypted" flag (atheris: RuntimeError)
+        if encrypted[at: at + 4] == b"PK\x01\x02":
+            encrypted[at + 8] |= 1
     no_buckets = bytearray(ksplat_bytes(s, 1))
     struct.pack_into("<H", no_buckets, 4096 + 20, 0)  # 0 bytes per bucket (atheris: a ValueError)
     return {
         "newer zip.sog": bytes(newer_zip),
+        "encrypted.sog": bytes(encrypted),
         "no bucket bytes.ksplat": bytes(no_buckets),
         "wrong magic.spz": b"XXXX" + bytes(spz[4:]),
         "truncated.spz": bytes(spz[:40]),

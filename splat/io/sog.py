@@ -24,6 +24,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,8 @@ class _Source:
             raise SplatError(f"{self.path}: {name} is larger than {limit} bytes")
         try:
             return self.zip.read(info)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError) as e:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError,
+                RuntimeError, zlib.error) as e:  # RuntimeError: an encrypted entry
             raise SplatError(f"{self.path}: cannot read {name} from the bundle ({e})") from None
 
 
