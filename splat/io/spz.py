@@ -90,27 +90,44 @@ def _quantize_sh(rest: np.ndarray) -> np.ndarray:
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
-def spz_bytes(cols: WebColumns) -> bytes:
-    """Serialise columns to SPZ version 4."""
-    import zstandard
-
-    n, degree = len(cols), cols.sh_degree
+def _raw_streams(cols: WebColumns, version: int) -> list[bytes]:
+    """The uncompressed streams, in file order (rotations: 3 bytes for version 2, else 4)."""
+    n = len(cols)
     fixed = np.round(cols.means.astype(np.float64) * _FLIP3 * (1 << FRACTIONAL_BITS))
     limit = 1 << 23
     if (np.abs(fixed) >= limit).any():
         raise SplatError(f"a position is beyond ±{limit >> FRACTIONAL_BITS} units, outside SPZ's 24-bit range")
     positions = fixed.astype("<i4").view(np.uint8).reshape(n, 3, 4)[:, :, :3]
     quats = cols.quats * np.array([1, 1, -1, -1], np.float32)  # (w, x, y, z) under the RUB flip
+    if version == 2:  # x, y, z with w >= 0
+        xyz = quats[:, 1:] * np.where(quats[:, :1] < 0, -1.0, 1.0)
+        rotations = _u8(xyz * 127.5 + 127.5)
+    else:
+        rotations = _pack_rotations(quats)
     streams = [
         positions,
         _u8(cols.alpha * 255.0),
         _u8((cols.sh[:, 0] * COLOR_SCALE + 0.5) * 255.0),
         _u8((cols.log_scales + 10.0) * 16.0),
-        _pack_rotations(quats),
+        rotations,
     ]
-    if degree:
+    if cols.sh_degree:
         streams.append(_quantize_sh(cols.sh[:, 1:] * _SH_FLIP[: cols.sh.shape[1] - 1, None]))
-    raw = [np.ascontiguousarray(s).tobytes() for s in streams]
+    return [np.ascontiguousarray(x).tobytes() for x in streams]
+
+
+def spz_bytes(cols: WebColumns, version: int = 4) -> bytes:
+    """Serialise columns to SPZ: version 4 (zstd per stream, what splat-transform writes) or
+    2 and 3 (one gzip stream, what older viewers read)."""
+    raw = _raw_streams(cols, version)
+    n, degree = len(cols), cols.sh_degree
+    if version in (2, 3):
+        head = MAGIC + struct.pack("<IIBBBB", version, n, degree, FRACTIONAL_BITS, 0, 0)
+        return gzip.compress(head + b"".join(raw), mtime=0)
+    if version != 4:
+        raise SplatError(f"SPZ version {version} cannot be written (2, 3 or 4)")
+    import zstandard
+
     compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
     packed = [compressor.compress(r) for r in raw]
     header = MAGIC + struct.pack("<IIBBBBI12x", 4, n, degree, FRACTIONAL_BITS, 0, len(raw), _V4_HEADER)
@@ -256,24 +273,3 @@ def read_spz(path: str | os.PathLike) -> WebColumns:
 def load_spz(path: str | os.PathLike) -> GaussianStore:
     """Read an SPZ file into a float32 store."""
     return read_spz(path).to_store()
-
-
-def spz_legacy_bytes(cols: WebColumns, version: int = 3) -> bytes:
-    """SPZ version 2 or 3 (one gzip stream): what older viewers and files use."""
-    v4 = spz_bytes(cols)
-    import zstandard
-
-    (toc_at,) = struct.unpack_from("<I", v4, 16)
-    count = v4[15]
-    at, body = toc_at + 16 * count, []
-    decompressor = zstandard.ZstdDecompressor()
-    for i in range(count):
-        packed, raw = struct.unpack_from("<QQ", v4, toc_at + 16 * i)
-        body.append(decompressor.decompress(v4[at: at + packed], max_output_size=raw))
-        at += packed
-    if version == 2:  # 3-byte rotations: x, y, z with w >= 0
-        q = cols.quats[:, [1, 2, 3, 0]] * np.array([1, -1, -1, 1], np.float32)
-        q = q * np.where(q[:, 3:] < 0, -1.0, 1.0)
-        body[4] = _u8(q[:, :3] * 127.5 + 127.5).tobytes()
-    head = MAGIC + struct.pack("<IIBBBB", version, len(cols), cols.sh_degree, FRACTIONAL_BITS, 0, 0)
-    return gzip.compress(head + b"".join(body), mtime=0)

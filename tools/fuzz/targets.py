@@ -23,7 +23,7 @@ from splat.io.compressed_ply import load_compressed_ply, save_compressed_ply
 from splat.io.ksplat import load_ksplat
 from splat.io.sog import load_sog, save_sog
 from splat.io.splat_format import load_splat, save_splat
-from splat.io.spz import load_spz, save_spz, spz_legacy_bytes
+from splat.io.spz import load_spz, save_spz, spz_bytes
 from splat.io.web_columns import export_columns
 from splat.store import GaussianStore
 
@@ -82,7 +82,7 @@ def seeds(folder: Path) -> dict[str, bytes]:
     out["splat"] = (folder / "s.splat").read_bytes()
     save_spz(_store(), folder / "s.spz")
     out["spz"] = (folder / "s.spz").read_bytes()
-    out["spz_gzip"] = spz_legacy_bytes(export_columns(_store())[0], 3)
+    out["spz_gzip"] = spz_bytes(export_columns(_store())[0], 3)
     save_compressed_ply(_store(), folder / "s.compressed.ply")
     out["compressed_ply"] = (folder / "s.compressed.ply").read_bytes()
     save_sog(_store(), folder / "s.sog")
