@@ -334,3 +334,63 @@ def test_tile_pairs_per_pixel_counts_the_footprints_tiles():
                        means2d=torch.tensor([[[32.0, 24.0], [5.0, 5.0], [-100.0, 0.0]]]), contributions=None)
     # the first spans tiles x 1..2, y 0..2 (6 tiles); the second is culled; the third is off screen
     assert res.tile_pairs_per_pixel() == pytest.approx(6 * 256 / (H * W))
+
+
+# -- batches of views ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", ["mcmc", "adc"])
+def test_batch_resume_is_exact(tiny_scene, tmp_path, strategy):
+    one = Trainer.start(_config(tiny_scene, strategy=strategy, batch=3), tmp_path / "one")
+    one.train()
+    two = Trainer.start(_config(tiny_scene, strategy=strategy, batch=3), tmp_path / "two")
+    two.train(stop_after=12)
+    del two
+    two = Trainer.resume(tmp_path / "two")
+    two.train()
+    for k in one.adam.params:
+        assert torch.equal(one.adam.params[k], two.adam.params[k]), k
+    log = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert all(len(m["view"]) == 3 and len(set(m["view"])) == 3 for m in log)
+
+
+def test_a_batch_steps_on_the_mean_of_its_views_gradients(tiny_scene, tmp_path):
+    """One step with --batch 2: the gradients are the mean of the two views' own gradients, and
+    every learning rate is sqrt(2) x the single-view one."""
+    from splat.train.losses import photometric_loss
+    from splat.train.trainer import store_from_params
+
+    cfg = _config(tiny_scene, strategy="adc", batch=2, background=[0.0, 0.0, 0.0], sh_interval=1000, steps=10)
+    t = Trainer.start(cfg, tmp_path / "run")
+    start = {k: v.detach().clone() for k, v in t.adam.params.items()}
+    got = {}
+    step = t.adam.step
+
+    def capture():
+        got.update({k: v.grad.clone() for k, v in t.adam.params.items() if v.grad is not None})
+        got["lrs"] = dict(t.adam.lrs)
+        step()
+
+    t.adam.step = capture
+    views = t.train_step()["view"]
+    single = Trainer.start(_config(tiny_scene, strategy="adc", background=[0.0, 0.0, 0.0], steps=10), tmp_path / "one")
+    assert got["lrs"] == pytest.approx({k: v * math.sqrt(2) for k, v in single._learning_rates(0).items()})
+    want = {k: torch.zeros_like(v) for k, v in start.items()}
+    for i in views:
+        params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+        store = store_from_params(params, 0)
+        rgb, alpha, mask = t._view(i)
+        image = rasterize(store, t.dataset.cameras[i], backend="cpu", sh_degree=0, background=torch.zeros(3)).color[0]
+        loss = photometric_loss(image, rgb, mask, cfg.ssim_weight, fused=True) / 2
+        loss.backward()
+        for k in want:
+            if params[k].grad is not None:
+                want[k] += params[k].grad
+    assert {"means", "log_scales", "quats", "opacity_logits", "sh_dc"} <= set(got)
+    for k in set(got) - {"lrs"}:
+        assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-7), k
+
+
+def test_batch_larger_than_the_views_is_refused(tiny_scene, tmp_path):
+    with pytest.raises(SplatError, match="--batch 99: the dataset has"):
+        Trainer.start(_config(tiny_scene, batch=99), tmp_path / "run")
+    with pytest.raises(SplatError, match="batch 0 must be a positive integer"):
+        Trainer.start(_config(tiny_scene, batch=0), tmp_path / "run2")

@@ -43,8 +43,9 @@ class ADCStrategy(Strategy):
         self.max_radius = torch.zeros(n, device=device)
 
     @torch.no_grad()
-    def after_backward(self, adam, result: RenderResult, step: int) -> None:
-        """Accumulate the screen-space gradient norm of every Gaussian seen this step."""
+    def after_backward(self, adam, result: RenderResult, step: int, views: int | None = None) -> None:
+        """Accumulate the screen-space gradient norm of every Gaussian seen this step.
+        ``views``: the views the loss averages (a batch may render in several calls)."""
         n = len(adam)
         if self.grad_sum is None or len(self.grad_sum) != n:
             self._reset_stats(n, adam.params['means'].device)
@@ -52,8 +53,9 @@ class ADCStrategy(Strategy):
         if g is None:
             return
         C, H, W = result.color.shape[:3]
+        B = views or C  # the loss is a mean over B views: undo it so the threshold holds per view
         # pixels -> normalised device units, as the threshold of the reference code assumes
-        g = g.detach().float() * torch.tensor([W / 2 * C, H / 2 * C], device=g.device)
+        g = g.detach().float() * torch.tensor([W / 2 * B, H / 2 * B], device=g.device)
         vis = result.radii > 0  # [C, N]
         for c in range(C):
             v = vis[c]

@@ -86,6 +86,8 @@ class TrainConfig:
     downscale: int = _opt(1, "Integer image downscale factor.")
     skip_missing: bool = _opt(False, "Leave out frames whose image is missing (default: an error that lists them).")
     steps: int = _opt(30_000, "Training steps in all.")
+    batch: int = _opt(1, "Views per step: their losses are averaged and every learning rate is multiplied "
+                         "by sqrt(batch), as Grendel scales them; refinement stays scheduled in steps.")
     strategy: str = _opt("mcmc", "mcmc or adc.")
     cap: int | None = _opt(None, "Most Gaussians (mcmc grows to it; adc stops growing at it); default: "
                            "5 x the initial Gaussians, within 100k..1M, fixed at the start.")
@@ -131,7 +133,7 @@ class TrainConfig:
             raise SplatError(f"strategy '{self.strategy}' is unknown (use {' or '.join(STRATEGIES)})")
         if self.cap is not None and int(self.cap) < 1:
             raise SplatError(f"cap {self.cap} must be a positive integer")
-        for name in ("steps", "init_count", "checkpoint_every", "log_every", "sh_interval", "downscale"):
+        for name in ("steps", "batch", "init_count", "checkpoint_every", "log_every", "sh_interval", "downscale"):
             if int(getattr(self, name)) < 1:
                 raise SplatError(f"{name.replace('_', '-')} {getattr(self, name)} must be a positive integer")
         if not 0 <= int(self.seed) < 2**63:

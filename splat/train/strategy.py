@@ -30,8 +30,9 @@ class Strategy:
     def regularizer(self, adam) -> torch.Tensor | float:
         return 0.0
 
-    def after_backward(self, adam, result: RenderResult, step: int) -> None:
-        pass
+    def after_backward(self, adam, result: RenderResult, step: int, views: int | None = None) -> None:
+        """Called once per render of the step (``views``: the views the step's loss averages,
+        default the render's cameras)."""
 
     def after_step(self, adam, step: int, means_lr: float) -> None:
         pass

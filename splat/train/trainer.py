@@ -11,6 +11,7 @@ nor saved: its state is seeded afresh in every process, so saving it recorded no
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,8 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run: Path, dataset: Dataset):
         self.config, self.run, self.dataset = config.validate(), Path(run), dataset
+        if config.batch > len(dataset.train):
+            raise SplatError(f"--batch {config.batch}: the dataset has {len(dataset.train)} training views")
         if config.cap is None:  # sized once, from what training starts with, and saved with the run
             points = len(dataset.points) if dataset.points is not None and len(dataset.points) else config.init_count
             config.cap = config.sized_cap(min(points, config.init_count) + int(config.sky_fraction * config.init_count))
@@ -189,8 +192,9 @@ class Trainer:
         sizes = sorted({(d.cameras[i].width, d.cameras[i].height) for i in d.train})
         size = "x".join(map(str, sizes[0])) + (f" (and {len(sizes) - 1} other sizes)" if len(sizes) > 1 else "")
         where = f"resuming {self.run} at step {self.step}" if self.step else f"run: {self.run}"
+        batch = f" of {c.batch} views (learning rates x {math.sqrt(c.batch):.3g})" if c.batch > 1 else ""
         return (f"train: {len(d.train)} views of {size} (downscale {c.downscale}), {len(d.test)} held out; "
-                f"{len(self.adam)} Gaussians at the start, cap {c.cap}; {c.strategy}, {c.steps} steps; {where}")
+                f"{len(self.adam)} Gaussians at the start, cap {c.cap}; {c.strategy}, {c.steps} steps{batch}; {where}")
 
     def store(self) -> GaussianStore:
         """The current Gaussians (detached, on the CPU)."""
@@ -202,6 +206,8 @@ class Trainer:
         lrs = dict(c.lr)
         t = min(step / max(c.steps - 1, 1), 1.0)
         lrs["means"] = c.lr["means"] * self.scene_scale * c.means_lr_final ** t
+        if c.batch > 1:  # Grendel's rule for batches of views: sqrt(batch) x every rate
+            lrs = {k: v * math.sqrt(c.batch) for k, v in lrs.items()}
         return lrs
 
     def _next_view(self) -> int:
@@ -246,36 +252,56 @@ class Trainer:
             return torch.rand(3, generator=self.generator).to(self.device)
         return torch.tensor([float(v) for v in self.config.background], device=self.device)
 
+    def _same_size(self, views: list[int]) -> list[list[int]]:
+        """The batch's views grouped by image size, in first-seen order: each group renders in
+        one call."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in views:
+            cam = self.dataset.cameras[i]
+            groups.setdefault((cam.width, cam.height), []).append(i)
+        return list(groups.values())
+
     def train_step(self) -> dict:
-        """One optimisation step. Returns its metrics."""
+        """One optimisation step over ``config.batch`` views. Returns its metrics."""
         c = self.config
         step = self.step
         self.adam.lrs = self._learning_rates(step)
-        i = self._next_view()
-        rgb, alpha, mask = self._view(i)
+        views = [self._next_view() for _ in range(c.batch)]
         bg = self._background()
-        target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
         sh_degree = min(step // c.sh_interval, c.sh_degree)
         store = store_from_params(self.adam.params, sh_degree)
-        result = rasterize(store, self.dataset.cameras[i], backend=c.backend, sh_degree=sh_degree, background=bg,
-                           mode=c.mode, contributions=False, absgrad=c.strategy == "adc" and c.adc.absgrad)
-        image = result.color[0]
-        photo = photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None)
-        loss = photo + self.strategy.regularizer(self.adam)
-        if alpha is not None and c.alpha_weight > 0:
-            loss = loss + c.alpha_weight * l1(result.alpha[0], alpha)
+        photo, alpha_loss, psnrs, results = [], [], [], []
+        for group in self._same_size(views):
+            cams = [self.dataset.cameras[i] for i in group]
+            result = rasterize(store, cams if len(cams) > 1 else cams[0], backend=c.backend, sh_degree=sh_degree,
+                               background=bg, mode=c.mode, contributions=False,
+                               absgrad=c.strategy == "adc" and c.adc.absgrad)
+            results.append(result)
+            for k, i in enumerate(group):
+                rgb, alpha, mask = self._view(i)
+                target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
+                image = result.color[k]
+                photo.append(photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None))
+                if alpha is not None and c.alpha_weight > 0:
+                    alpha_loss.append(l1(result.alpha[k], alpha))
+                psnrs.append(min(psnr(image.detach(), target), 120.0))
+        # the mean over the batch (with one view: that view's loss, bit for bit as before)
+        loss = sum(photo[1:], photo[0]) / c.batch + self.strategy.regularizer(self.adam)
+        if alpha_loss:
+            loss = loss + c.alpha_weight * (sum(alpha_loss[1:], alpha_loss[0]) / c.batch)
         if not torch.isfinite(loss):
             self._diverged(f"the loss is {float(loss)}", self.step + 1)
         loss.backward()
-        self.strategy.after_backward(self.adam, result, step)
+        for result in results:
+            self.strategy.after_backward(self.adam, result, step, views=c.batch)
         self.adam.step()
         self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
         self.step += 1
-        metrics = {"step": self.step, "loss": float(loss.detach()), "psnr": min(psnr(image.detach(), target), 120.0),
-                   "gaussians": len(self.adam), "sh_degree": sh_degree, "view": i}
+        metrics = {"step": self.step, "loss": float(loss.detach()), "psnr": sum(psnrs) / len(psnrs),
+                   "gaussians": len(self.adam), "sh_degree": sh_degree, "view": views[0] if c.batch == 1 else views}
         if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
             self.check_finite()  # a bad value also reaches the loss within a step or two
-            metrics["tile_pairs_per_pixel"] = round(result.tile_pairs_per_pixel(), 2)
+            metrics["tile_pairs_per_pixel"] = round(sum(r.tile_pairs_per_pixel() for r in results) / len(results), 2)
         return metrics
 
     def check_finite(self) -> None:
