@@ -42,8 +42,9 @@ def scene_format(path: str | os.PathLike, fmt: str | None = None, write: bool = 
     known = WRITE_FORMATS if write else READ_FORMATS
     if fmt not in known:
         listed = ", ".join("." + f if f != "meta.json" else f for f in known)
-        why = "cannot be written" if fmt in READ_FORMATS else "is not a known scene format"
-        raise SplatError(f"{path}: '{fmt}' {why} (use {listed})")
+        if fmt in READ_FORMATS:
+            raise SplatError(f"{path}: scene format '{fmt}' can be read but not written (use {listed})")
+        raise SplatError(f"{path}: unknown scene format '{fmt}' (use {listed})")
     return fmt
 
 
