@@ -133,6 +133,12 @@ def _unpack_rotation(v: np.ndarray) -> np.ndarray:
     return q
 
 
+def is_compressed(elements: dict[str, np.ndarray]) -> bool:
+    """Whether a PLY's elements are the compressed layout (a ``vertex`` of packed fields)."""
+    vertex = elements.get("vertex")
+    return vertex is not None and "packed_position" in (vertex.dtype.names or ())
+
+
 def columns_from_elements(path: Path, elements: dict[str, np.ndarray]) -> WebColumns:
     """Decode the ``chunk``, ``vertex`` and ``sh`` elements of a compressed PLY."""
     chunk, vertex = elements.get("chunk"), elements.get("vertex")

@@ -115,16 +115,15 @@ def load_ply(path: str | os.PathLike) -> GaussianStore:
             missing properties, inconsistent SH count, truncated data.
     """
     path = Path(path)
-    elements = read_elements(path)
+    return store_from_elements(path, read_elements(path))
+
+
+def store_from_elements(path: Path, elements: dict[str, np.ndarray]) -> GaussianStore:
+    """The store held by a PLY's ``vertex`` element (3DGS layout)."""
     if "vertex" not in elements:
         raise SplatError(f"{path}: no 'vertex' element")
     data = elements["vertex"]
-    names = list(data.dtype.names or ())
-    if "packed_position" in names:  # SuperSplat's compressed layout under a plain .ply name
-        from .compressed_ply import columns_from_elements
-
-        return columns_from_elements(path, elements).to_store()
-    return _store_from_vertex(path, data, names)
+    return _store_from_vertex(path, data, list(data.dtype.names or ()))
 
 
 def read_elements(path: Path) -> dict[str, np.ndarray]:

@@ -52,9 +52,13 @@ def load_scene(path: str | os.PathLike) -> GaussianStore:
     """Read a scene in any format of :data:`READ_FORMATS`, chosen by its suffix."""
     fmt = scene_format(path)
     if fmt == "ply":
-        from .ply import load_ply
+        from .compressed_ply import columns_from_elements, is_compressed
+        from .ply import read_elements, store_from_elements
 
-        return load_ply(path)
+        elements = read_elements(Path(path))
+        if is_compressed(elements):  # SuperSplat's layout under a plain .ply name
+            return columns_from_elements(Path(path), elements).to_store()
+        return store_from_elements(Path(path), elements)
     if fmt == "compressed.ply":
         from .compressed_ply import load_compressed_ply
 
