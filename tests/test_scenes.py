@@ -17,7 +17,7 @@ def scene(tmp_path_factory):
 
 
 def test_recipes_are_found():
-    assert {"default", "object", "room"} <= set(recipe_names())
+    assert {"default", "object", "room", "wild"} <= set(recipe_names())
 
 
 def test_layout(scene):
@@ -86,3 +86,40 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "not empty" in err[-1]
     assert main(["scene", "generate", "object", str(tmp_path / "o2"), "--size", "2"]) == 1
+
+
+def test_wild_recipe_occludes_a_third_and_keeps_held_out_views_clean(tmp_path):
+    """Recipe ``wild``: about a third of the training views carry occluders that really cover
+    part of the picture (the true mask), every training view has its own exposure within the
+    recipe's ranges, and the held-out views are exactly the tame tabletop's."""
+    import json
+
+    import numpy as np
+
+    from splat.data.loaders import load_transforms
+    from splat.io.images import load_image
+
+    wild = generate("wild", tmp_path / "wild", size=64, views=24)
+    tame = generate("default", tmp_path / "tame", size=64, views=24)
+    frames = json.loads((wild / "transforms.json").read_text())["frames"]
+    train = [f for i, f in enumerate(frames) if i % 8]
+    busy = [f for f in train if f["transient_coverage"] > 0]
+    assert len(busy) == round(0.34 * len(train))
+    for f in busy:
+        mask = load_image(wild / f["transient_mask_file_path"])
+        assert 0.005 < f["transient_coverage"] < 0.8 and abs((mask > 0.5).mean() - f["transient_coverage"]) < 1e-3
+    for f in train:
+        g = np.asarray(f["exposure"]["gain"])
+        assert ((0.6 <= g) & (g <= 1.6)).all() and 0.85 <= f["exposure"]["gamma"] <= 1.15
+    assert len({tuple(f["exposure"]["gain"]) for f in train}) == len(train)
+    for i in range(0, 24, 8):
+        assert "exposure" not in frames[i] and "transient_mask_file_path" not in frames[i]
+        assert (wild / f"images/{i:04d}.png").read_bytes() == (tame / f"images/{i:04d}.png").read_bytes()
+    # a busy view differs from the tame one most where the mask is
+    i = next(k for k, f in enumerate(frames) if f.get("transient_coverage", 0) > 0.02)
+    mask = load_image(wild / frames[i]["transient_mask_file_path"]) > 0.5
+    mask = mask if mask.ndim == 2 else mask[..., 0]
+    diff = np.abs(load_image(wild / f"images/{i:04d}.png") - load_image(tame / f"images/{i:04d}.png")).mean(-1)
+    assert diff[mask].mean() > 2 * diff[~mask].mean()
+    # the true masks are for scoring only: the loader gives training no mask
+    assert "mask" not in load_transforms(wild / "transforms.json").extras

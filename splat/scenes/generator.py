@@ -33,6 +33,7 @@ from ..errors import SplatError
 from ..io.atomic import write_bytes_atomic, write_text_atomic
 from ..io.images import save_image
 from ..io.ply import save_point_cloud
+from . import wild
 from .textures import texture_color
 
 SHAPES = ("plane", "sphere", "box", "torus", "cylinder")
@@ -233,13 +234,17 @@ class _Scene:
         n = max(1, int(supersample))
         offsets = (np.arange(n) + 0.5) / n
         image = sum(self._shade(cam, dx, dy) for dy in offsets for dx in offsets) / (n * n)
+        depth, instances = self.truth(cam)
+        return np.clip(image, 0, 1).reshape(H, W, 3), depth, instances
+
+    def truth(self, cam: Camera) -> tuple[np.ndarray, np.ndarray]:
+        """(depth [H, W] float32, 0 = none; instance ids [H, W] uint8) at the pixel centres."""
         hit, *_ = self._cast(cam, 0.5, 0.5)
         t_hit = hit["t_hit"].numpy()
         ok = np.isfinite(t_hit)
         gids = hit["geometry_ids"].numpy().astype(np.int64)
-        depth = np.where(ok, t_hit, 0.0).astype(np.float32).reshape(H, W)
-        instances = np.where(ok, gids + 1, 0).astype(np.uint8).reshape(H, W)
-        return np.clip(image, 0, 1).reshape(H, W, 3), depth, instances
+        depth = np.where(ok, t_hit, 0.0).astype(np.float32).reshape(cam.height, cam.width)
+        return depth, np.where(ok, gids + 1, 0).astype(np.uint8).reshape(cam.height, cam.width)
 
     def mesh_ply(self) -> bytes:
         """The ground-truth mesh as binary PLY: x y z, red green blue (texture at the vertex), object_id."""
@@ -287,6 +292,38 @@ def _surface_samples(cam: Camera, image: np.ndarray, depth: np.ndarray, count: i
     return (p_cam - t) @ R, image[v, u]
 
 
+def _wild_plan(recipe: dict, cams: list[Camera], seed: int) -> dict[int, dict]:
+    """Per training view of a wild recipe: its occluders (maybe none) and its exposure. Held-out
+    views (every 8th, as the dataset splits) stay clean."""
+    spec = wild.settings(recipe)
+    if spec is None:
+        return {}
+    rng = np.random.default_rng(seed + 7919)
+    target = recipe.get("cameras", {}).get("target", [0, 0, 0])
+    train = [i for i in range(len(cams)) if i % 8]
+    busy = set(rng.choice(train, int(round(spec["transient_fraction"] * len(train))), replace=False).tolist())
+    plan = {}
+    for i in train:
+        extra = wild.occluders(cams[i], target, rng, spec) if i in busy else []
+        plan[i] = {"occluders": extra, "exposure": wild.exposure(rng, spec)}
+    return plan
+
+
+def _render_view(scene: "_Scene", recipe: dict, seed: int, cam: Camera, plan: dict | None):
+    """(image, depth, instances, clean image, transient mask or None) of one view: depth,
+    instances and the clean image are the static scene's; the image has the view's occluders
+    and exposure when ``plan`` gives them."""
+    clean, depth, inst = scene.render(cam)
+    if plan is None:
+        return clean, depth, inst, clean, None
+    image, transient = clean, np.zeros(depth.shape, bool)
+    if plan["occluders"]:
+        busy = _Scene({**recipe, "objects": recipe["objects"] + plan["occluders"]}, seed)
+        image, _, seen = busy.render(cam)
+        transient = seen > len(recipe["objects"])
+    return wild.apply_exposure(image, plan["exposure"]), depth, inst, clean, transient
+
+
 def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, views: int = 56, seed: int = 0,
              progress=None, points: int = 20_000) -> Path:
     """Render a recipe into a dataset folder (see the module docstring).
@@ -322,11 +359,14 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
             (tmp / sub).mkdir()
         frames, cloud = [], []
         rng = np.random.default_rng(seed)
+        plan = _wild_plan(recipe, cams, seed)
+        if plan:
+            (tmp / "transients").mkdir()
         # views render on a few threads (numpy and open3d release the GIL); results stay in order
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            renders = pool.map(scene.render, cams)
-        for i, (cam, (image, depth, inst)) in enumerate(zip(cams, renders)):
-            cloud.append(_surface_samples(cam, image, depth, max(1, points // len(cams)), rng))
+            renders = pool.map(lambda i: _render_view(scene, recipe, seed, cams[i], plan.get(i)), range(len(cams)))
+        for i, (cam, (image, depth, inst, clean, transient)) in enumerate(zip(cams, renders)):
+            cloud.append(_surface_samples(cam, clean, depth, max(1, points // len(cams)), rng))
             save_image(image, tmp / "images" / f"{i:04d}.png")
             buf = io.BytesIO()
             np.save(buf, depth)
@@ -338,6 +378,11 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
                 "instance_file_path": f"instances/{i:04d}.png",
                 "transform_matrix": cam.opengl_c2w().tolist(),
             })
+            if transient is not None:  # the truth of a wild view: for scoring, never read by training
+                save_image(transient.astype(np.uint8) * 255, tmp / "transients" / f"{i:04d}.png")
+                frames[-1]["transient_mask_file_path"] = f"transients/{i:04d}.png"
+                frames[-1]["exposure"] = plan[i]["exposure"]
+                frames[-1]["transient_coverage"] = round(float(transient.mean()), 4)
             if progress:
                 progress(i + 1, len(cams))
         write_bytes_atomic(tmp / "mesh.ply", scene.mesh_ply())
@@ -351,6 +396,7 @@ def generate(recipe_name: str, out_dir: str | os.PathLike, size: int = 200, view
             "splat_scene": {
                 "recipe": recipe_name, "seed": seed, "description": recipe.get("description", ""),
                 "objects": [{"id": k + 1, "shape": o["shape"]} for k, o in enumerate(recipe["objects"])],
+                **({"wild": wild.settings(recipe)} if plan else {}),
             },
             "ply_file_path": "points3d.ply",
             "frames": frames,
