@@ -26,7 +26,8 @@ from ..errors import SplatError
 from ..geometry import SH_C0
 from ..store import GaussianStore
 from .atomic import write_bytes_atomic
-from .web_columns import Dropped, WebColumns, export_columns, morton_order, sh_from_parts, sh_rest_channel_major
+from .web_columns import (Dropped, WebColumns, export_columns, from_smallest_three, morton_order, sh_from_parts,
+                          sh_rest_channel_major, smallest_three)
 
 CHUNK = 256
 _AXES = ("x", "y", "z")
@@ -54,12 +55,10 @@ def _pack_111011(f: np.ndarray) -> np.ndarray:
 
 def _pack_rotation(q: np.ndarray) -> np.ndarray:
     """[N, 4] unit (w, x, y, z) -> uint32: 2-bit largest index, three 10-bit components."""
-    largest = np.abs(q).argmax(1)
-    q = q * np.where(np.take_along_axis(q, largest[:, None], 1) < 0, -1.0, 1.0)
+    largest, small = smallest_three(q)
     out = largest.astype(np.uint32)
-    for i in range(4):
-        keep = largest != i
-        out = np.where(keep, (out << 10) | _unorm(q[:, i] * (np.sqrt(2) * 0.5) + 0.5, 10), out)
+    for k in range(3):
+        out = (out << 10) | _unorm(small[:, k] * (np.sqrt(2) * 0.5) + 0.5, 10)
     return out.astype(np.uint32)
 
 
@@ -121,16 +120,8 @@ def _unpack_111011(v: np.ndarray) -> np.ndarray:
 
 
 def _unpack_rotation(v: np.ndarray) -> np.ndarray:
-    largest = (v >> np.uint32(30)).astype(np.int64)
     small = np.stack([(_unpack_unorm(v, s, 10) - 0.5) / (np.sqrt(2) * 0.5) for s in (20, 10, 0)], 1)
-    m = np.sqrt(np.clip(1.0 - (small**2).sum(1), 0.0, None))
-    q = np.zeros((len(v), 4))
-    for which in range(4):
-        rows = largest == which
-        others = [i for i in range(4) if i != which]
-        q[np.ix_(rows, others)] = small[rows]
-        q[rows, which] = m[rows]
-    return q
+    return from_smallest_three((v >> np.uint32(30)).astype(np.int64), small)
 
 
 def is_compressed(elements: dict[str, np.ndarray]) -> bool:

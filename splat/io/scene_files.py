@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import SplatError
 from ..store import GaussianStore, num_sh_bases
-from .web_columns import Dropped
+from .web_columns import Dropped, checked_sh_degree
 
 READ_FORMATS = ("ply", "compressed.ply", "splat", "spz", "sog", "meta.json", "ksplat")
 WRITE_FORMATS = ("ply", "compressed.ply", "splat", "spz", "sog")
@@ -83,10 +83,7 @@ def load_scene(path: str | os.PathLike) -> GaussianStore:
 def _with_degree(store: GaussianStore, sh_degree: int | None) -> GaussianStore:
     if sh_degree is None:
         return store
-    if not 0 <= sh_degree <= 3:
-        raise SplatError(f"--sh-degree {sh_degree}: must be 0, 1, 2 or 3")
-    if sh_degree > store.sh_degree:
-        raise SplatError(f"--sh-degree {sh_degree}: the scene has SH degree {store.sh_degree} only")
+    sh_degree = checked_sh_degree(store, sh_degree)
     return GaussianStore(store.means, store.log_scales, store.quats, store.opacity_logits,
                          store.sh[:, : num_sh_bases(sh_degree)], dict(store.extras))
 

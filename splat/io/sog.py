@@ -33,7 +33,7 @@ from ..errors import SplatError
 from ..store import GaussianStore
 from .atomic import atomic_write, open_input
 from .codebook import kmeans, quantize_1d
-from .web_columns import Dropped, WebColumns, export_columns, morton_order
+from .web_columns import Dropped, WebColumns, export_columns, from_smallest_three, morton_order, smallest_three
 
 _MAX_META = 64 << 20  # a meta.json holds three codebooks: a few tens of KB
 
@@ -88,11 +88,8 @@ def sog_files(cols: WebColumns, iterations: int = 10) -> dict[str, bytes]:
     files["means_l.webp"] = _webp(_image(np.concatenate([(q & 0xFF).astype(np.uint8), full(255)], 1), w, h))
     files["means_u.webp"] = _webp(_image(np.concatenate([(q >> 8).astype(np.uint8), full(255)], 1), w, h))
 
-    quats = cols.quats.astype(np.float64)
-    largest = np.abs(quats).argmax(1)
-    quats = quats * np.where(np.take_along_axis(quats, largest[:, None], 1) < 0, -1.0, 1.0) * math.sqrt(2)
-    others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
-    small = np.take_along_axis(quats, others, 1)
+    largest, small = smallest_three(cols.quats.astype(np.float64))
+    small = small * math.sqrt(2)
     qbytes = np.round(255 * (small * 0.5 + 0.5)).clip(0, 255).astype(np.uint8)
     files["quats.webp"] = _webp(_image(np.concatenate([qbytes, (252 + largest).astype(np.uint8)[:, None]], 1), w, h))
 
@@ -152,6 +149,7 @@ class _Source:
         self.path = path
         self.zip = None
         if path.name.lower() == "meta.json":
+            open_input(path, "meta.json").close()  # a missing or unreadable file: one line
             self.folder = path.parent
             return
         with open_input(path, ".sog") as f:
@@ -234,8 +232,7 @@ def read_sog(path: str | os.PathLike) -> WebColumns:
     path = Path(path)
     src = _Source(path)
     try:
-        meta = json.loads(src.read("meta.json", _MAX_META) if src.zip is not None else
-                          _read_limited(path, _MAX_META))
+        meta = json.loads(src.read("meta.json", _MAX_META))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SplatError(f"{path}: meta.json is not JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("version") != 2:
@@ -261,13 +258,9 @@ def read_sog(path: str | os.PathLike) -> WebColumns:
     qt = _decode_webp(src, meta["quats"]["files"][0], n)[:n]
     tag = qt[:, 3].astype(np.int64) - 252
     small = (qt[:, :3].astype(np.float64) / 255 * 2 - 1) / math.sqrt(2)
-    quats = np.zeros((n, 4))
-    for which in range(4):
-        rows = tag == which
-        others = [i for i in range(4) if i != which]
-        quats[np.ix_(rows, others)] = small[rows]
-        quats[rows, which] = np.sqrt(np.clip(1 - (small[rows] ** 2).sum(1), 0, None))
-    quats[(tag < 0) | (tag > 3)] = [1, 0, 0, 0]  # an invalid tag reads as no rotation, as the reference does
+    bad = (tag < 0) | (tag > 3)
+    quats = from_smallest_three(np.where(bad, 0, tag), small)
+    quats[bad] = [1, 0, 0, 0]  # an invalid tag reads as no rotation, as the reference does
 
     scale_book = np.array(_meta_field(path, meta, "scales", "codebook", kind=list, length=256), np.float32)
     log_scales = scale_book[_decode_webp(src, meta["scales"]["files"][0], n)[:n, :3]]
@@ -298,14 +291,6 @@ def read_sog(path: str | os.PathLike) -> WebColumns:
     if not (np.isfinite(cols.means).all() and np.isfinite(cols.log_scales).all() and np.isfinite(cols.sh).all()):
         raise SplatError(f"{path}: SOG ranges or codebooks give NaN or Inf")
     return cols
-
-
-def _read_limited(path: Path, limit: int) -> bytes:
-    with open_input(path, "meta.json") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise SplatError(f"{path}: meta.json is larger than {limit} bytes")
-    return data
 
 
 def load_sog(path: str | os.PathLike) -> GaussianStore:

@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import SplatError
 from ..store import GaussianStore
 from .atomic import open_input, write_bytes_atomic
-from .web_columns import Dropped, WebColumns, checked_count, export_columns
+from .web_columns import Dropped, WebColumns, checked_count, export_columns, from_smallest_three, smallest_three
 
 MAGIC = b"NGSP"
 COLOR_SCALE = 0.15
@@ -68,15 +68,11 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 def _pack_rotations(quats_wxyz: np.ndarray) -> np.ndarray:
     """[N, 4] unit (w, x, y, z) -> [N, 4] bytes, smallest three of (x, y, z, w)."""
-    q = quats_wxyz[:, [1, 2, 3, 0]].astype(np.float64)
-    largest = np.abs(q).argmax(1)
-    negate = np.take_along_axis(q, largest[:, None], 1)[:, 0] < 0
+    largest, small = smallest_three(quats_wxyz[:, [1, 2, 3, 0]].astype(np.float64))
     comp = largest.astype(np.uint32)
-    for i in range(4):
-        keep = largest != i
-        mag = np.floor(511 * np.abs(q[:, i]) / np.sqrt(0.5) + 0.5).clip(0, 511).astype(np.uint32)
-        neg = ((q[:, i] < 0) ^ negate).astype(np.uint32)
-        comp = np.where(keep, (comp << 10) | (neg << 9) | mag, comp)
+    for k in range(3):
+        mag = np.floor(511 * np.abs(small[:, k]) / np.sqrt(0.5) + 0.5).clip(0, 511).astype(np.uint32)
+        comp = (comp << 10) | ((small[:, k] < 0).astype(np.uint32) << 9) | mag
     return comp.astype("<u4").view(np.uint8).reshape(-1, 4)
 
 
@@ -160,16 +156,9 @@ def _decode_streams(path: Path, n: int, degree: int, version: int, frac: int, st
         xyzw = np.concatenate([xyz, w[:, None]], 1)
     else:
         comp = rot.reshape(n, 4).copy().view("<u4")[:, 0].astype(np.uint32)
-        largest = (comp >> 30).astype(np.int64)
-        xyzw = np.zeros((n, 4))
-        for i in range(3, -1, -1):
-            here = largest != i
-            mag = (comp & 511).astype(np.float64)
-            val = np.sqrt(0.5) * mag / 511 * np.where((comp >> 9) & 1, -1.0, 1.0)
-            xyzw[:, i] = np.where(here, val, 0.0)
-            comp = np.where(here, comp >> 10, comp)
-        rest = 1.0 - (xyzw**2).sum(1)
-        xyzw[np.arange(n), largest] = np.sqrt(np.clip(rest, 0.0, None))
+        small = np.stack([np.sqrt(0.5) * ((comp >> (10 * k)) & 511) / 511 * np.where((comp >> (10 * k + 9)) & 1, -1.0, 1.0)
+                          for k in (2, 1, 0)], 1)
+        xyzw = from_smallest_three((comp >> 30).astype(np.int64), small)
     quats = xyzw[:, [3, 0, 1, 2]].astype(np.float32) * np.array([1, 1, -1, -1], np.float32)
     norm = np.linalg.norm(quats, axis=1, keepdims=True)
     quats = np.where(norm > 0, quats / np.where(norm > 0, norm, 1), np.array([1, 0, 0, 0], np.float32))

@@ -82,6 +82,35 @@ class Dropped:
         return ("dropped " + ", ".join(parts)) if parts else ""
 
 
+def checked_sh_degree(store: GaussianStore, sh_degree: int | None) -> int:
+    """``sh_degree`` (default: the store's), refused in one line outside 0..the store's degree."""
+    degree = store.sh_degree if sh_degree is None else int(sh_degree)
+    if not 0 <= degree <= 3:
+        raise SplatError(f"--sh-degree {degree}: must be 0, 1, 2 or 3")
+    if degree > store.sh_degree:
+        raise SplatError(f"--sh-degree {degree}: the scene has SH degree {store.sh_degree} only")
+    return degree
+
+
+_OTHERS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+
+
+def smallest_three(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 4] unit quaternions -> (index of the largest |component| [N], the other three [N, 3]
+    in order, signed so that the largest is positive): what every web format stores."""
+    largest = np.abs(q).argmax(1)
+    q = q * np.where(np.take_along_axis(q, largest[:, None], 1) < 0, -1.0, 1.0)
+    return largest, np.take_along_axis(q, _OTHERS[largest], 1)
+
+
+def from_smallest_three(largest: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """The inverse of ``smallest_three``: [N, 4] float64, the largest component rebuilt >= 0."""
+    q = np.zeros((len(small), 4))
+    np.put_along_axis(q, _OTHERS[largest], small, 1)
+    np.put_along_axis(q, largest[:, None], np.sqrt(np.clip(1.0 - (small**2).sum(1), 0.0, None))[:, None], 1)
+    return q
+
+
 def export_columns(store: GaussianStore, sh_degree: int | None = None,
                    path: str | os.PathLike = "") -> tuple[WebColumns, Dropped]:
     """The store's Gaussians that a viewer can show, as columns.
@@ -95,11 +124,7 @@ def export_columns(store: GaussianStore, sh_degree: int | None = None,
     Raises:
         SplatError: a bad ``sh_degree``, or no Gaussian left to write.
     """
-    degree = store.sh_degree if sh_degree is None else int(sh_degree)
-    if not 0 <= degree <= 3:
-        raise SplatError(f"--sh-degree {degree}: must be 0, 1, 2 or 3")
-    if degree > store.sh_degree:
-        raise SplatError(f"--sh-degree {degree}: the scene has SH degree {store.sh_degree} only")
+    degree = checked_sh_degree(store, sh_degree)
     s = store.detach().to("cpu", torch.float64)
     bad = s.invalid_rows()
     s = s.select(~bad)
