@@ -73,7 +73,9 @@ class Dataset:
             (``to_input`` maps results back).
         distortion: per image, OpenCV k1 k2 p1 p2 to undo when loading, or None.
         downscale: integer factor applied to every image.
-        extras: per-frame extra files by kind (e.g. "instance", "depth"), when the dataset has them.
+        extras: per-frame extra files by kind (e.g. "instance", "depth"), when the dataset has them;
+            "transient" (the true transient masks of a generated wild scene, for scoring only)
+            is None for the views that have none.
     """
 
     cameras: list[Camera]
@@ -85,7 +87,7 @@ class Dataset:
     transform: np.ndarray = field(default_factory=lambda: np.eye(4))
     distortion: list[dict | None] = field(default_factory=list)
     downscale: int = 1
-    extras: dict[str, list[Path]] = field(default_factory=dict)
+    extras: dict[str, list[Path | None]] = field(default_factory=dict)
     _last: tuple | None = field(default=None, repr=False, compare=False)  # (i, image): image() then mask() reads once
 
     def __len__(self) -> int:

@@ -144,6 +144,9 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
                 if key in frame and isinstance(frame[key], str):
                     extras.setdefault(key.replace("_file_path", "").replace("_path", ""), []).append(
                         (f.parent / frame[key]).resolve())
+            # the true transient mask of a generated wild view (scoring only; clean views have none)
+            truth = frame.get("transient_mask_file_path")
+            extras.setdefault("transient", []).append((f.parent / truth).resolve() if isinstance(truth, str) else None)
         names = {n: meta.get(f"{n}_filenames", []) for n in ("train", "val", "test")}
         if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in names.values()):
             raise SplatError(f"{f}: train/val/test_filenames must be lists of strings")
@@ -163,6 +166,8 @@ def load_transforms(path: str | Path, downscale: int = 1, normalize: bool = True
     transform = np.eye(4)
     if normalize:
         cams, points, transform = normalise(cams, points)
+    if not any(extras.get("transient", [])):
+        extras.pop("transient", None)
     return Dataset(cams, paths, train, test, points, colors, transform, distortion, downscale,
                    {k: v for k, v in extras.items() if len(v) == len(cams)})
 

@@ -97,9 +97,12 @@ class Adam:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict, fused=None) -> "Adam":
-        opt = cls(state["params"], state["lrs"], state["eps"], tuple(state["betas"]), fused)
-        opt.exp_avg = {k: v.clone() for k, v in state["exp_avg"].items()}
-        opt.exp_avg_sq = {k: v.clone() for k, v in state["exp_avg_sq"].items()}
+    def from_state_dict(cls, state: dict, fused=None, device: torch.device | str | None = None) -> "Adam":
+        """The optimiser ``state_dict`` saved, its tensors moved to ``device`` where given."""
+        move = (lambda t: t.to(device)) if device is not None else (lambda t: t)
+        opt = cls({k: move(v) for k, v in state["params"].items()}, state["lrs"], state["eps"],
+                  tuple(state["betas"]), fused)
+        opt.exp_avg = {k: move(v).clone() for k, v in state["exp_avg"].items()}
+        opt.exp_avg_sq = {k: move(v).clone() for k, v in state["exp_avg_sq"].items()}
         opt.steps = int(state["steps"])
         return opt

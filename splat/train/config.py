@@ -107,6 +107,18 @@ class TrainConfig:
     background: str | list = _opt("random", "'random' (a new colour each step) or R,G,B.")
     eval_background: list = _opt([0.0, 0.0, 0.0], "Background R,G,B of the held-out renders.")
     mode: str = _opt("classic", "classic or antialiased.")
+    appearance: bool = _opt(False, "Learn a colour map per training view (a 3x3 matrix and an offset, mean "
+                                   "over views the identity) for exposure and white balance that wander; "
+                                   "held-out views and exports render without it.")
+    appearance_start: int = _opt(100, "Step from which the colour maps are solved (identity before).")
+    appearance_reg: float = _opt(0.1, "Ridge of each colour map towards identity, x the pixels it is fitted to.")
+    transients: bool = _opt(False, "Keep passers-by out of the scene: pixels whose residual stands out "
+                                   "(smoothed, against a running threshold) leave the loss; growth waits for "
+                                   "the masks; RUN/masks/ holds them.")
+    transients_start: int = _opt(100, "Step from which transient masks are computed; growth begins no earlier "
+                                      "than twice this.")
+    transients_threshold: float = _opt(3.0, "A pixel is transient when its smoothed residual exceeds this many "
+                                            "times the running median residual.")
     checkpoint_every: int = _opt(1000, "Steps between checkpoints.")
     keep_checkpoints: int = _opt(2, "Checkpoints kept (the newest).")
     log_every: int = _opt(10, "Steps between lines of metrics.jsonl.")
@@ -140,6 +152,12 @@ class TrainConfig:
             raise SplatError(f"seed {self.seed} must be in 0..2^63-1")
         if self.mode not in ("classic", "antialiased"):
             raise SplatError(f"mode '{self.mode}' must be classic or antialiased")
+        if self.transients and int(self.transients_start) < 1:
+            raise SplatError(f"transients-start {self.transients_start} must be a positive integer")
+        if not self.transients_threshold > 1:
+            raise SplatError(f"transients-threshold {self.transients_threshold} must be above 1")
+        if int(self.appearance_start) < 0 or not self.appearance_reg >= 0:
+            raise SplatError("appearance-start and appearance-reg must be >= 0")
         if not 0 <= self.sh_degree <= 3:
             raise SplatError(f"sh-degree {self.sh_degree} must be in 0..3")
         if isinstance(self.background, str) and self.background != "random":

@@ -6,6 +6,8 @@
     RUN/checkpoints/       step_XXXXXXX.pt, the newest ``keep_checkpoints`` (see ``train.checkpoint``)
     RUN/scene.ply          the final Gaussians (a finished run has it)
     RUN/eval.json, RUN/eval/  held-out metrics and renders (see ``train.evaluate``)
+    RUN/masks/NNNN.png     with --transients: each training view's transient mask (white = left out)
+    RUN/appearance.json    with --appearance: each training view's colour map
 
 The trainer writes it; every command that reads a run (eval, render, view, mesh, edit,
 segment, demo, resume) asks a ``Run`` for its paths and contents instead of building them.
@@ -27,6 +29,11 @@ class Run:
         # the layout (module docstring)
         self.config_path, self.cameras_path, self.metrics_path = f / "config.json", f / "cameras.json", f / "metrics.jsonl"
         self.scene_path, self.eval_path, self.eval_dir = f / "scene.ply", f / "eval.json", f / "eval"
+        self.masks_dir, self.appearance_path = f / "masks", f / "appearance.json"
+
+    def mask_path(self, view: int) -> Path:
+        """RUN/masks/NNNN.png of dataset view ``view``."""
+        return self.masks_dir / f"{view:04d}.png"
 
     @property
     def inputs(self) -> list[Path]:

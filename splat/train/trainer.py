@@ -10,6 +10,7 @@ nor saved: its state is seeded afresh in every process, so saving it recorded no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -23,7 +24,7 @@ from ..data.dataset import Dataset, check_images_readable
 from ..errors import NothingToDo, SplatError
 from ..interrupts import Interrupted, deferred, signal_name
 from ..io.atomic import write_text_atomic
-from ..io.images import load_image
+from ..io.images import load_image, save_image
 from ..io.ply import save_ply
 from ..render import rasterize
 from ..render.api import resolve_backend
@@ -31,12 +32,14 @@ from .run import Run
 from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy
+from .appearance import Appearance
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import pick_device
 from .init import initial_points, initial_store, scene_scale, sky_points
 from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
+from .transients import TransientMasks
 
 def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianStore:
     """The GaussianStore view of the optimised tensors, with SH bands up to ``sh_degree``
@@ -78,6 +81,10 @@ class Trainer:
             from .fused import train_extension
 
             self.fused = train_extension()
+        self.appearance = (Appearance(dataset.train, config.appearance_start, config.appearance_reg, self.device)
+                           if config.appearance else None)
+        self.transients = TransientMasks(config.transients_start, config.transients_threshold) \
+            if config.transients else None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -146,7 +153,10 @@ class Trainer:
     def _make_strategy(self):
         c = self.config
         strategy = MCMCStrategy if c.strategy == "mcmc" else ADCStrategy
-        return strategy(self.generator, self.scene_scale, cap=c.cap, config=c.strategy_config())
+        settings = c.strategy_config()
+        if c.transients:  # growth waits until the masks have settled (RobustSplat's delayed densification)
+            settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.transients_start))
+        return strategy(self.generator, self.scene_scale, cap=c.cap, config=settings)
 
     def _init_gaussians(self) -> None:
         c = self.config
@@ -168,20 +178,22 @@ class Trainer:
             "generator": self.generator.get_state(),
             "order": self.order.clone(), "order_pos": self.order_pos, "elapsed": self.elapsed,
             "config": self.config.to_dict(),
+            **({"appearance": self.appearance.state_dict()} if self.appearance else {}),
+            **({"transients": self.transients.state_dict()} if self.transients else {}),
         }
 
     def load_state(self, state: dict) -> None:
         try:
             self.step = int(state["step"])
-            adam_state = state["adam"]
-            adam_state["params"] = {k: v.to(self.device) for k, v in adam_state["params"].items()}
-            adam_state["exp_avg"] = {k: v.to(self.device) for k, v in adam_state["exp_avg"].items()}
-            adam_state["exp_avg_sq"] = {k: v.to(self.device) for k, v in adam_state["exp_avg_sq"].items()}
-            self.adam = Adam.from_state_dict(adam_state, fused=self.fused)
+            self.adam = Adam.from_state_dict(state["adam"], fused=self.fused, device=self.device)
             self.strategy.load_state_dict(state["strategy"])
             self.generator.set_state(state["generator"])
             self.order, self.order_pos = state["order"], int(state["order_pos"])
             self.elapsed = float(state.get("elapsed", 0.0))
+            if self.appearance:
+                self.appearance.load_state_dict(state["appearance"], self.device)
+            if self.transients:
+                self.transients.load_state_dict(state["transients"], self.device)
         except (KeyError, TypeError, RuntimeError) as e:
             raise SplatError(f"{self.run}: checkpoint is incomplete or damaged ({type(e).__name__}: {e})") from None
 
@@ -281,7 +293,18 @@ class Trainer:
                 rgb, alpha, mask = self._view(i)
                 target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
                 image = result.color[k]
-                photo.append(photometric_loss(image, target, mask, c.ssim_weight, fused=self.fused is not None))
+                if self.appearance is not None:
+                    seen = self.transients.masks.get(i) if self.transients is not None else None
+                    keep = None if seen is None else 1 - seen.to(image.dtype)
+                    self.appearance.fit(i, image.detach(), target, keep if mask is None or keep is None else mask * keep,
+                                        step)
+                    image = self.appearance.apply(image, i)
+                    mask = self.appearance.unsaturated(image, target) * (1 if mask is None else mask)
+                weight = mask
+                if self.transients is not None:
+                    keep = self.transients.weight(i, image.detach(), target, step)
+                    weight = keep if mask is None or keep is None else mask * keep
+                photo.append(photometric_loss(image, target, weight, c.ssim_weight, fused=self.fused is not None))
                 if alpha is not None and c.alpha_weight > 0:
                     alpha_loss.append(l1(result.alpha[k], alpha))
                 psnrs.append(min(psnr(image.detach(), target), 120.0))
@@ -302,6 +325,8 @@ class Trainer:
         if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
             self.check_finite()  # a bad value also reaches the loss within a step or two
             metrics["tile_pairs_per_pixel"] = round(sum(r.tile_pairs_per_pixel() for r in results) / len(results), 2)
+            if self.transients is not None:
+                metrics["transient_coverage"] = round(self.transients.coverage(), 4)
         return metrics
 
     def check_finite(self) -> None:
@@ -325,7 +350,22 @@ class Trainer:
         write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
     def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.run, self.step, self.state(), self.config.keep_checkpoints)
+        path = save_checkpoint(self.run, self.step, self.state(), self.config.keep_checkpoints)
+        self.save_views_models()
+        return path
+
+    def save_views_models(self) -> None:
+        """What was learnt per training view, for a user to look at: the transient masks
+        (``RUN/masks/``) and the colour maps (``RUN/appearance.json``)."""
+        layout = Run(self.run)
+        if self.transients is not None and self.transients.masks:
+            layout.masks_dir.mkdir(exist_ok=True)
+            for i, m in self.transients.masks.items():
+                save_image(m.to(torch.uint8).cpu().numpy() * 255, layout.mask_path(i))
+        if self.appearance is not None:
+            views = self.appearance.named_maps([p.name for p in self.dataset.image_paths])
+            write_text_atomic(layout.appearance_path, json.dumps(
+                {"model": "c' = clip(M c + b, 0, 1), as [M | b] (3 x 4) per training view", "views": views}, indent=1))
 
     def train(self, stop_after: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         """Run to ``config.steps`` (or ``stop_after`` steps in total, for tests that stop a run).

@@ -1,0 +1,94 @@
+"""A colour model per training view, for captures whose exposure and white balance wander.
+
+Each training view v gets an affine map of the rendered colour, as its camera would have
+recorded it: ``c' = clip(M_v c + b_v, 0, 1)`` (``M_v`` 3x3, ``b_v`` 3; the clip is the
+sensor's saturation). The Gaussians and the maps are learnt in alternation: each time a
+view is used, its map is solved in closed form against its photo (weighted least squares
+of the current render, the pixels the transient mask leaves out and the saturated ones
+excluded, with a ridge towards identity), then the Gaussians take their gradient through
+it. A map is a handful of numbers fitted to a whole image, so the solve is exact where a
+gradient step would need hundreds of visits, and it cannot drift.
+
+The ambiguity: any invertible colour change G can move from the Gaussians into every map
+(``M_v G^-1``) without changing a training image. It is resolved by construction: after
+every solve the maps are re-centred so that their mean is the identity. The Gaussians so
+hold the capture's mean appearance; held-out views and every export render them as they
+are (the identity map), and a held-out photo is scored as taken (the recipe ``wild`` takes
+its held-out views at the reference exposure its training exposures centre on).
+
+Before ``start`` every map is the identity; a map at identity renders the plain image bit
+for bit wherever it lies in [0, 1] (outside, the clip is what a camera does).
+"""
+
+from __future__ import annotations
+
+import torch
+
+_IDENTITY = torch.cat([torch.eye(3), torch.zeros(3, 1)], 1)  # [M | b]
+GAIN_RIDGE = 0.1  # the gains' ridge, x the others'
+SATURATED = 0.999  # photo pixels at or above this in any channel say nothing about the map
+
+
+class Appearance:
+    """The per-view colour maps of ``views`` (dataset indices of the training views).
+
+    Attributes:
+        rows: dataset index -> row of ``maps``.
+        maps: [V, 3, 4] the maps [M | b] (mean over views: the identity).
+    """
+
+    def __init__(self, views: list[int], start: int, reg: float, device: torch.device):
+        self.rows = {int(v): k for k, v in enumerate(views)}
+        self.start, self.reg = start, reg
+        self.maps = _IDENTITY.repeat(len(views), 1, 1).to(device)
+
+    def apply(self, image: torch.Tensor, view: int) -> torch.Tensor:
+        """[H, W, 3] render of training view ``view`` as that view's camera saw it."""
+        a = self.maps[self.rows[view]]
+        return image @ a[:, :3].T + a[:, 3]
+
+    @staticmethod
+    def unsaturated(image: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        """[H, W] 1 where the photo says something of ``image`` (mapped render), 0 where the
+        sensor saturated: the photo at its top and the render at or above it."""
+        clipped = (photo >= SATURATED) & (image.detach() >= photo)
+        return (~clipped.any(-1)).to(image.dtype)
+
+    @torch.no_grad()
+    def fit(self, view: int, render: torch.Tensor, photo: torch.Tensor, weight: torch.Tensor | None,
+            step: int) -> None:
+        """Solve view ``view``'s map from its [H, W, 3] render and photo (``weight`` [H, W]: the
+        pixels that count), then re-centre all maps; nothing before ``start``."""
+        if step < self.start:
+            return
+        x = torch.cat([render.reshape(-1, 3), torch.ones_like(render[..., :1]).reshape(-1, 1)], 1).double()  # [N, 4]
+        t = photo.reshape(-1, 3).double()
+        w = (photo.max(-1).values < SATURATED).double().reshape(-1)
+        if weight is not None:
+            w = w * weight.reshape(-1).double()
+        # per output channel k, a ridge of reg on the mixing terms and the offset, and of
+        # reg x GAIN_RIDGE on the channel's own gain: exposure and white balance move the gains,
+        # while the mixing terms are where a map would soak up what the scene has not learnt yet
+        n = float(w.sum()) + 1e-9
+        xtx, xtt = x.T @ (x * w[:, None]), x.T @ (t * w[:, None])  # [4, 4], [4, 3]
+        solved = torch.empty(3, 4, dtype=torch.float64, device=x.device)
+        for k in range(3):
+            ridge = torch.full((4,), self.reg * n, dtype=torch.float64, device=x.device)
+            ridge[k] *= GAIN_RIDGE
+            target = torch.zeros(4, dtype=torch.float64, device=x.device)
+            target[k] = 1.0
+            solved[k] = torch.linalg.solve(xtx + torch.diag(ridge), xtt[:, k] + ridge * target)
+        solved = solved.to(self.maps.dtype)
+        self.maps[self.rows[view]] = solved
+        self.maps -= self.maps.mean(0) - _IDENTITY.to(self.maps)
+
+    def named_maps(self, names: list[str]) -> dict:
+        """{image name: [M | b] as nested lists} for the training views (``names``: the dataset's
+        image names by index)."""
+        return {names[i]: self.maps[row].cpu().tolist() for i, row in self.rows.items()}
+
+    def state_dict(self) -> dict:
+        return {"maps": self.maps.cpu().clone()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.maps = state["maps"].to(device)
