@@ -1,13 +1,15 @@
 """A colour model per training view, for captures whose exposure and white balance wander.
 
 Each training view v gets an affine map of the rendered colour, as its camera would have
-recorded it: ``c' = clip(M_v c + b_v, 0, 1)`` (``M_v`` 3x3, ``b_v`` 3; the clip is the
-sensor's saturation). The Gaussians and the maps are learnt in alternation: each time a
-view is used, its map is solved in closed form against its photo (weighted least squares
-of the current render, the pixels the transient mask leaves out and the saturated ones
-excluded, with a ridge towards identity), then the Gaussians take their gradient through
-it. A map is a handful of numbers fitted to a whole image, so the solve is exact where a
-gradient step would need hundreds of visits, and it cannot drift.
+recorded it: ``c' = M_v c + b_v`` (``M_v`` 3x3, ``b_v`` 3). A saturated photo pixel says
+nothing once the mapped render is at or above it (``unsaturated`` takes it out of the loss);
+a clip in the map itself would stop the gradient of every render above 1. The Gaussians and
+the maps are learnt in alternation: each time a view is used, its map is solved in closed
+form against its photo (weighted least squares of the current render, the pixels the
+transient mask leaves out and the saturated ones excluded, with a ridge towards identity),
+then the Gaussians take their gradient through it. A map is a handful of numbers fitted to a
+whole image, so the solve is exact where a gradient step would need hundreds of visits, and
+it cannot drift.
 
 The ambiguity: any invertible colour change G can move from the Gaussians into every map
 (``M_v G^-1``) without changing a training image. It is resolved by construction: after
@@ -16,8 +18,8 @@ hold the capture's mean appearance; held-out views and every export render them 
 are (the identity map), and a held-out photo is scored as taken (the recipe ``wild`` takes
 its held-out views at the reference exposure its training exposures centre on).
 
-Before ``start`` every map is the identity; a map at identity renders the plain image bit
-for bit wherever it lies in [0, 1] (outside, the clip is what a camera does).
+Before ``start`` every map is the identity, and a map at identity renders the plain image
+bit for bit.
 """
 
 from __future__ import annotations

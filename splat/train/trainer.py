@@ -41,6 +41,11 @@ from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
 from .transients import TransientMasks
 
+def _times(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """The product of two optional [H, W] loss weights (None: every pixel counts)."""
+    return a if b is None else b if a is None else a * b
+
+
 def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianStore:
     """The GaussianStore view of the optimised tensors, with SH bands up to ``sh_degree``
     (fewer bands leave the higher ones out of the graph, so they get no gradient)."""
@@ -292,18 +297,14 @@ class Trainer:
             for k, i in enumerate(group):
                 rgb, alpha, mask = self._view(i)
                 target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
-                image = result.color[k]
-                if self.appearance is not None:
-                    seen = self.transients.masks.get(i) if self.transients is not None else None
-                    keep = None if seen is None else 1 - seen.to(image.dtype)
-                    self.appearance.fit(i, image.detach(), target, keep if mask is None or keep is None else mask * keep,
-                                        step)
+                image, weight = result.color[k], mask
+                if self.appearance is not None:  # the view's map, fitted where its last mask keeps pixels
+                    kept = self.transients.last_weight(i, image.dtype) if self.transients is not None else None
+                    self.appearance.fit(i, image.detach(), target, _times(weight, kept), step)
                     image = self.appearance.apply(image, i)
-                    mask = self.appearance.unsaturated(image, target) * (1 if mask is None else mask)
-                weight = mask
+                    weight = _times(weight, self.appearance.unsaturated(image, target))
                 if self.transients is not None:
-                    keep = self.transients.weight(i, image.detach(), target, step)
-                    weight = keep if mask is None or keep is None else mask * keep
+                    weight = _times(weight, self.transients.weight(i, image.detach(), target, step))
                 photo.append(photometric_loss(image, target, weight, c.ssim_weight, fused=self.fused is not None))
                 if alpha is not None and c.alpha_weight > 0:
                     alpha_loss.append(l1(result.alpha[k], alpha))
@@ -365,7 +366,7 @@ class Trainer:
         if self.appearance is not None:
             views = self.appearance.named_maps([p.name for p in self.dataset.image_paths])
             write_text_atomic(layout.appearance_path, json.dumps(
-                {"model": "c' = clip(M c + b, 0, 1), as [M | b] (3 x 4) per training view", "views": views}, indent=1))
+                {"model": "c' = M c + b, as [M | b] (3 x 4) per training view", "views": views}, indent=1))
 
     def train(self, stop_after: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         """Run to ``config.steps`` (or ``stop_after`` steps in total, for tests that stop a run).

@@ -69,6 +69,11 @@ class TransientMasks:
         self.masks[view] = mask > 0.5
         return 1 - mask
 
+    def last_weight(self, view: int, dtype: torch.dtype) -> torch.Tensor | None:
+        """[H, W] the loss weight of ``view``'s latest mask (None before it has one)."""
+        mask = self.masks.get(view)
+        return None if mask is None else 1 - mask.to(dtype)
+
     def coverage(self) -> float:
         """Mean fraction of a view masked (over the views with a mask; 0 with none)."""
         if not self.masks:
