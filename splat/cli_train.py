@@ -103,7 +103,7 @@ def train(data: Optional[Path], out: Optional[Path], resume: Optional[Path], vie
         if others:
             flags = ", ".join(GENERATED[k][1].param_decls[0].split("/")[0] for k in others)
             raise SplatError(f"--resume keeps the run's settings; only --steps may change ({flags} given)")
-        trainer = Trainer.resume(resume, given.get("steps"))
+        config = None
     else:
         if data is None or out is None:
             raise SplatError("train needs DATA and --out (or --resume RUN)")
@@ -114,7 +114,17 @@ def train(data: Optional[Path], out: Optional[Path], resume: Optional[Path], vie
             raise SplatError(f"--{foreign[0]}-... options set the {foreign[0]} strategy, but this run uses {strategy}"
                              f" (--strategy {foreign[0]} to use it)")
         config = TrainConfig.from_dict({**settings, "data": str(data.resolve())})
-        trainer = Trainer.start(config, out)
+    from .train.distributed import in_worker, train_in_ranks
+    from .train.run import Run
+
+    if in_worker() or (config.nproc if config is not None else Run(resume).config().nproc) > 1:
+        if view:
+            raise SplatError("--view shows a run trained in one process: leave out --view or --nproc")
+        summary = train_in_ranks(config, out, resume, given.get("steps"))
+        if summary is not None:
+            typer.echo(json.dumps(summary))
+        return
+    trainer = Trainer.resume(resume, given.get("steps")) if config is None else Trainer.start(config, out)
     live = None
     if view:
         from .viewer import Viewer

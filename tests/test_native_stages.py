@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import front_camera, random_store
-from splat.render.cpu_backend import _camera_args, load_cpu_extension
+from splat.render.cpu_backend import camera_args, load_cpu_extension
 from splat.render.reference import project
 
 
@@ -27,7 +27,7 @@ def scene(seed: int):
 def test_projection_alone(ext, seed, antialiased):
     s, cam = scene(seed), front_camera(96, 72)
     means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(
-        s.means, s.log_scales, s.quats, s.opacity_logits, s.sh, *_camera_args(cam), 2, antialiased)
+        s.means, s.log_scales, s.quats, s.opacity_logits, s.sh, *camera_args(cam), 2, antialiased)
     ref, ref_means2d, ref_radii = project(s, cam, 2, antialiased)
     assert torch.equal(radii > 0, ref_radii > 0)  # the same Gaussians survive culling
     assert torch.equal(radii, ref_radii)
@@ -98,7 +98,7 @@ def test_the_shared_blend_function_in_the_batched_layout(ext):
     cams = [front_camera(48, 40), front_camera(48, 40, distance=3.0)]
     inputs = []
     for cam in cams:
-        out = ext.project_fwd(s.means, s.log_scales, s.quats, s.opacity_logits, s.sh, *_camera_args(cam), 2, False)
+        out = ext.project_fwd(s.means, s.log_scales, s.quats, s.opacity_logits, s.sh, *camera_args(cam), 2, False)
         inputs.append([t.detach().clone() for t in out])
     bg = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.4, 0.3]], requires_grad=True)
     w = torch.randn(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))

@@ -291,7 +291,7 @@ def test_points_alpha_and_masks(tiny_scene, tmp_path):
     (rgba / "transforms.json").write_text(json.dumps(meta))
     t = Trainer.start(_config(rgba, steps=6, checkpoint_every=100), tmp_path / "run")
     assert t.dataset.mask(0) is not None and "mask" in t.dataset.extras
-    rgb, alpha, mask = t._view(t.dataset.train[0])
+    rgb, alpha, mask = t.view_images(t.dataset.train[0])
     assert alpha.shape == (64, 64, 1) and mask.shape == (64, 64) and 0 < float(mask.mean()) < 1
     metrics = t.train()
     assert math.isfinite(metrics["loss"])
@@ -377,7 +377,7 @@ def test_a_batch_steps_on_the_mean_of_its_views_gradients(tiny_scene, tmp_path):
     for i in views:
         params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
         store = store_from_params(params, 0)
-        rgb, alpha, mask = t._view(i)
+        rgb, alpha, mask = t.view_images(i)
         image = rasterize(store, t.dataset.cameras[i], backend="cpu", sh_degree=0, background=torch.zeros(3)).color[0]
         loss = photometric_loss(image, rgb, mask, cfg.ssim_weight, fused=True) / 2
         loss.backward()

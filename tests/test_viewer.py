@@ -124,14 +124,48 @@ def test_browser_shows_server_frames_client_splats_and_survives_errors():
         viewer.close()
 
 
-def _trainer(tmp_path, steps):
+def _trainer(tmp_path, steps, **options):
     from splat.train import TrainConfig, Trainer
     from conftest import gaussian_dataset
 
     data = tmp_path / "data"
     gaussian_dataset(data, views=8, size=32, n=500)
-    cfg = TrainConfig(data=str(data), steps=steps, backend="cpu", cap=2000, sh_degree=1, checkpoint_every=10_000)
+    cfg = TrainConfig(data=str(data), steps=steps, backend="cpu", cap=2000, sh_degree=1, checkpoint_every=10_000,
+                      **options)
     return Trainer.start(cfg, tmp_path / "run")
+
+
+def test_mask_overlay_tints_only_the_masked_pixels():
+    from splat.viewer.live import MASK_TINT, mask_overlay
+
+    photo = torch.full((4, 5, 3), 0.2)
+    mask = torch.zeros(4, 5, dtype=torch.bool)
+    mask[1:3, 2] = True
+    out = mask_overlay(photo, mask)
+    assert out.dtype == np.uint8 and out.shape == (4, 5, 3)
+    assert (out[~mask.numpy()] == 51).all()
+    assert np.array_equal(out[1, 2], np.round(0.5 * 51 + 0.5 * MASK_TINT).astype(np.uint8))
+
+
+def test_live_training_shows_the_transient_mask_of_the_view(tmp_path):
+    from splat.viewer import Viewer
+    from splat.viewer.live import LiveTraining, mask_overlay
+
+    trainer = _trainer(tmp_path, 6, transients=True, transients_start=2)
+    viewer = Viewer(trainer.store(), port=free_port(), backend="cpu")
+    try:
+        live = LiveTraining(viewer, push_every=0.0)
+        metrics = trainer.train_step()
+        live.show_mask(trainer, metrics["view"])  # before transients_start: no mask, no panel
+        assert live.gui_mask is None
+        while trainer.step < 6:
+            metrics = trainer.train_step()
+        view = metrics["view"]
+        live.show_mask(trainer, view)
+        expected = mask_overlay(trainer.view_images(view)[0], trainer.transients.masks[view])
+        assert live.gui_mask is not None and np.array_equal(live.gui_mask.image, expected)
+    finally:
+        viewer.close()
 
 
 def test_live_training_does_not_touch_the_viewer_without_browsers(tmp_path):
@@ -156,7 +190,7 @@ def test_live_training_in_the_browser_with_pause(tmp_path):
     from splat.viewer import Viewer
     from splat.viewer.live import LiveTraining
 
-    trainer = _trainer(tmp_path, 400)
+    trainer = _trainer(tmp_path, 400, transients=True, transients_start=10)
     viewer = Viewer(trainer.store(), trainer.dataset.cameras[:1], port=free_port(), backend="cpu")
     live = LiveTraining(viewer, push_every=0.0)
     try:
@@ -177,6 +211,9 @@ def test_live_training_in_the_browser_with_pause(tmp_path):
             live.toggle()  # resume
             t.join(120)
             assert not t.is_alive() and trainer.step == 400 and viewer.version > version
+            # the transient-mask panel came with the masks and reached the page
+            assert live.gui_mask is not None
+            assert wait_for(lambda: page.get_by_text("Transient mask").count() > 0, 30)
             # the browser got frames of the training scene after the last push
             assert wait_for(lambda: any(l.sent_key and l.sent_key[0][1] == viewer.version for l in viewer.loops.values()), 30)
     finally:

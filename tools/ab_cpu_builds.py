@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench_cpu import bench_camera, bench_scene  # noqa: E402
-from splat.render.cpu_backend import _camera_args  # noqa: E402
+from splat.render.cpu_backend import camera_args  # noqa: E402
 
 STAGES = ("proj_fwd", "blend_fwd", "blend_bwd", "proj_bwd", "total")
 
@@ -49,7 +49,7 @@ def load_build(folder: str):
 
 def run_stages(ext, params, cam, size: int, background: torch.Tensor):
     """Seconds per stage (and the total) of one forward+backward, and the image."""
-    cam_args = _camera_args(cam)
+    cam_args = camera_args(cam)
     t0 = time.perf_counter()
     means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(*params, *cam_args, 3, False)
     t1 = time.perf_counter()

@@ -4,11 +4,12 @@ a peer trainer, in one run, and print one row per system.
 
     python tools/bench_real.py [--steps 3000] [--downscale 2] [--strategy mcmc] [--peer opensplat]
                                [--repo OLD_CHECKOUT ...] [--train-arg=--cap=200000 ...]
+                               [--variant "flags: --appearance --transients" ...]
 
 Every system trains on the same training views (every 8th photo by name held out) for the
-same steps, one after another; each row gives seconds per step over the whole run (the
-training loop only), the Gaussian count at the end, peak RSS of its process and the
-held-out PSNR / SSIM. All systems are scored by this checkout's renderer and metric: our
+same steps, one after another (a ``--variant`` is this checkout again with more train
+arguments); each row gives seconds per step over the whole run (the training loop only),
+the Gaussian count at the end, peak RSS of its process and the held-out PSNR / SSIM. All systems are scored by this checkout's renderer and metric: our
 runs from their scene.ply, OpenSplat from the PLY it writes (trained with ``--keep-crs``, so
 it is in the capture's own frame, rendered with the capture's cameras).
 
@@ -62,10 +63,10 @@ def score(store, dataset, backend: str) -> tuple[float, float]:
     return float(np.mean([v["psnr"] for v in views])), float(np.mean([v["ssim"] for v in views]))
 
 
-def train_ours(repo: Path, out: Path, args) -> dict:
+def train_ours(repo: Path, out: Path, args, extra: list[str] = ()) -> dict:
     cmd = [sys.executable, "-P", "-c", MAIN, str(repo), "train", str(args.data), "--out", str(out), "--steps",
            str(args.steps), "--downscale", str(args.downscale), "--strategy", args.strategy,
-           "--backend", args.backend, "--checkpoint-every", str(args.steps), *args.train_arg]
+           "--backend", args.backend, "--checkpoint-every", str(args.steps), *args.train_arg, *extra]
     code, rss, tail = run_child(cmd)
     if code != 0:
         raise SystemExit(f"{repo}: train failed:\n{tail}")
@@ -144,11 +145,20 @@ def main() -> int:
     ap.add_argument("--peer", action="append", default=[], choices=["opensplat"], help="a peer trainer to run too")
     ap.add_argument("--repo", action="append", default=[], help="another checkout of splat to run (repeatable)")
     ap.add_argument("--train-arg", action="append", default=[], help="extra argument for our splat train (repeatable)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help='"NAME: ARGS": this checkout again with these extra train arguments (repeatable)')
     ap.add_argument("--keep", type=Path, help="keep the runs in this folder")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"error: {args.data}: the real capture is not there", file=sys.stderr)
         return 1
+    variants = []
+    for variant in args.variant:
+        name, sep, extra = variant.partition(":")
+        if not sep or not name.strip():
+            print(f'error: --variant {variant!r}: write it as "NAME: ARGS"', file=sys.stderr)
+            return 1
+        variants.append((name.strip(), extra.split()))
     binary = None
     if "opensplat" in args.peer:
         found = subprocess.run(["bash", str(PEER_SCRIPT), sys.executable], capture_output=True, text=True)
@@ -166,6 +176,8 @@ def main() -> int:
             if i == 0:
                 print(f"this checkout along the run ({args.strategy}):")
                 print("\n".join(along_the_run(out, max(args.steps // 10, 1))))
+        for k, (name, extra) in enumerate(variants):
+            rows.append((f"splat {args.strategy} {name}", train_ours(ROOT, base / f"variant{k}", args, extra)))
         if binary:
             rows.append(("opensplat", train_opensplat(binary, base / "opensplat", args)))
     print(f"\n{args.data.name}, {args.steps} steps, downscale {args.downscale}, backend {args.backend}, "

@@ -30,7 +30,7 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
-def _camera_args(cam: Camera):
+def camera_args(cam: Camera):
     return (cam.viewmat.contiguous(), cam.K.contiguous(), cam.width, cam.height, float(cam.near), float(cam.far))
 
 
@@ -52,7 +52,7 @@ def rasterize_cpu(
         raise SplatError(f"the cpu backend needs the store on the CPU, it is on {store.device}")
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
     ext = load_cpu_extension()
-    projected = [ProjectFunction.apply(ext, *params, _camera_args(cam), sh_degree, antialiased) for cam in cams]
+    projected = [ProjectFunction.apply(ext, *params, camera_args(cam), sh_degree, antialiased) for cam in cams]
     means2d = _stack([p[0] for p in projected])  # [C, N, 2]
     if means2d.requires_grad:
         means2d.retain_grad()

@@ -65,7 +65,7 @@ def load_cuda_extension():
     return _ops
 
 
-def _camera_args(cams: list[Camera]):
+def camera_args(cams: list[Camera]):
     """viewmats [C, 4, 4], Ks [C, 3, 3], near_far [C, 2] (float64, CPU), width, height."""
     viewmats = torch.stack([c.viewmat.detach().cpu().to(torch.float64) for c in cams]).contiguous()
     Ks = torch.stack([c.K.detach().cpu().to(torch.float64) for c in cams]).contiguous()
@@ -88,7 +88,7 @@ def rasterize_cuda(
     if store.device.type != "cuda":
         raise SplatError(f"the cuda backend needs the store on a CUDA device, it is on {store.device}")
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
-    cam_args = _camera_args(cams)
+    cam_args = camera_args(cams)
     means2d, conics, opac, colors, depths, extents, radii = ProjectFunction.apply(
         load_cuda_extension(), *params, cam_args, sh_degree, antialiased
     )

@@ -88,6 +88,8 @@ class TrainConfig:
     steps: int = _opt(30_000, "Training steps in all.")
     batch: int = _opt(1, "Views per step: their losses are averaged and every learning rate is multiplied "
                          "by sqrt(batch), as Grendel scales them; refinement stays scheduled in steps.")
+    nproc: int = _opt(1, "Processes to train in (torch.distributed: gloo on the CPU, nccl on GPUs); each "
+                         "holds about 1/nproc of the Gaussians and renders its share of each batch.")
     strategy: str = _opt("mcmc", "mcmc or adc.")
     cap: int | None = _opt(None, "Most Gaussians (mcmc grows to it; adc stops growing at it); default: "
                            "5 x the initial Gaussians, within 100k..1M, fixed at the start.")
@@ -145,6 +147,16 @@ class TrainConfig:
             raise SplatError(f"strategy '{self.strategy}' is unknown (use {' or '.join(STRATEGIES)})")
         if self.cap is not None and int(self.cap) < 1:
             raise SplatError(f"cap {self.cap} must be a positive integer")
+        if int(self.nproc) < 1:
+            raise SplatError(f"nproc {self.nproc} must be a positive integer")
+        if int(self.nproc) > 1:
+            wrong = [f"--{n}" for n in ("appearance", "transients") if getattr(self, n)]
+            if self.strategy == "adc" and self.adc.absgrad:
+                wrong.append("--adc-absgrad")
+            if wrong:
+                raise SplatError(f"--nproc {self.nproc}: {' and '.join(wrong)} run in one process only for now")
+            if self.backend not in ("auto", "cpu", "cuda"):
+                raise SplatError(f"--nproc {self.nproc} needs --backend cpu or cuda (not {self.backend})")
         for name in ("steps", "batch", "init_count", "checkpoint_every", "log_every", "sh_interval", "downscale"):
             if int(getattr(self, name)) < 1:
                 raise SplatError(f"{name.replace('_', '-')} {getattr(self, name)} must be a positive integer")

@@ -46,7 +46,7 @@ def run_with_progress(trainer: Trainer, evaluate_after: bool = True, stream=None
         print(("\r" + line) if tty else line, end="" if tty and m["step"] != steps else "\n", file=stream, flush=True)
 
     metrics = trainer.train(progress=progress)
-    summary = {"run": str(trainer.run), "steps": trainer.step, "gaussians": len(trainer.adam),
+    summary = {"run": str(trainer.run), "steps": trainer.step, "gaussians": trainer.gaussians(),
                "train_seconds": round(trainer.elapsed, 1), "final_loss": metrics.get("loss")}
     if evaluate_after:
         try:

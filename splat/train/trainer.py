@@ -61,16 +61,75 @@ def params_from_store(store: GaussianStore) -> dict:
             "opacity_logits": store.opacity_logits, "sh_dc": store.sh[:, :1], "sh_rest": store.sh[:, 1:]}
 
 
+def fit_to_dataset(config: TrainConfig, dataset: Dataset) -> None:
+    """Check the batch against the views and size the cap when not set (once, from what
+    training starts with; it is saved with the run)."""
+    if config.batch > len(dataset.train):
+        raise SplatError(f"--batch {config.batch}: the dataset has {len(dataset.train)} training views")
+    if config.nproc > len(dataset.train):
+        raise SplatError(f"--nproc {config.nproc}: more processes than the {len(dataset.train)} training views")
+    if config.cap is None:
+        points = len(dataset.points) if dataset.points is not None and len(dataset.points) else config.init_count
+        config.cap = config.sized_cap(min(points, config.init_count) + int(config.sky_fraction * config.init_count))
+
+
+def prepare_run(config: TrainConfig, run: str | Path) -> Dataset:
+    """Check everything a new run in ``run`` needs (settings, backend, dataset, images), then
+    create the folder with its config.json and cameras.json. Returns the dataset. A start that
+    fails here leaves nothing behind."""
+    run = Path(run)
+    layout = Run(run)
+    if run.exists() and not run.is_dir():
+        raise SplatError(f"{run}: is a file; --out names the run folder to create")
+    if layout.started or layout.checkpoints():
+        raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
+    config.validate()
+    resolve_backend(config.backend, pick_device(config.backend))  # builds a native one now, not mid-run
+    dataset = config.load_dataset()
+    if not dataset.train:
+        raise SplatError(f"{config.data}: no training views")
+    check_images_readable([dataset.image_paths[i] for i in dataset.train + dataset.test])
+    fit_to_dataset(config, dataset)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SplatError(f"{run}: cannot create the run folder ({e.strerror})") from None
+    write_text_atomic(layout.config_path, json.dumps(config.to_dict(), indent=1))
+    save_cameras_json(dataset.cameras, layout.cameras_path)
+    return dataset
+
+
+def plan_resume(run: Path, steps: int | None) -> tuple[TrainConfig, dict | None, bool]:
+    """(the run's config with its new total steps, its newest checkpoint or None, whether the
+    steps changed) for resuming ``run``.
+
+    Raises:
+        NothingToDo: the run is finished and no more steps were asked for.
+        SplatError: not a run, a damaged checkpoint, or ``steps`` below the run's step.
+    """
+    layout = Run(run)
+    config = layout.config()
+    found = layout.checkpoints()
+    state = load_checkpoint(found[-1]) if found else None
+    done = int(state.get("step", 0)) if isinstance(state, dict) else 0
+    target = config.steps if steps is None else steps
+    if steps is not None and steps < done:
+        raise SplatError(f"--steps {steps} is below the run's step {done}: a run only goes forward")
+    if done >= target and layout.finished:
+        raise NothingToDo(f"{run}: finished at step {done} of {target}; nothing to do, left as it is "
+                          f"(continue it with --resume {run} --steps N, N > {done})")
+    changed = target != config.steps
+    config.steps = target
+    config.validate()
+    return config, state, changed
+
+
 class Trainer:
     """Trains a GaussianStore on a dataset. Build with ``Trainer.start`` or ``Trainer.resume``."""
 
     def __init__(self, config: TrainConfig, run: Path, dataset: Dataset):
         self.config, self.run, self.dataset = config.validate(), Path(run), dataset
-        if config.batch > len(dataset.train):
-            raise SplatError(f"--batch {config.batch}: the dataset has {len(dataset.train)} training views")
-        if config.cap is None:  # sized once, from what training starts with, and saved with the run
-            points = len(dataset.points) if dataset.points is not None and len(dataset.points) else config.init_count
-            config.cap = config.sized_cap(min(points, config.init_count) + int(config.sky_fraction * config.init_count))
+        fit_to_dataset(config, dataset)
         self.device = pick_device(config.backend)
         self.scene_scale = scene_scale(dataset)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -78,6 +137,7 @@ class Trainer:
         self.order, self.order_pos = torch.zeros(0, dtype=torch.int64), 0
         self.images: dict[int, tuple] = {}
         self.elapsed = 0.0
+        self.checkpointed_step: int | None = None  # the step the newest checkpoint holds
         self.strategy = self._make_strategy()
         self.adam: Adam | None = None
         # fused C++ SSIM and Adam for CPU training (the torch versions are the reference)
@@ -99,25 +159,8 @@ class Trainer:
         Everything that can be checked is checked before the folder is made (settings,
         backend, dataset, images), so a start that fails leaves nothing behind.
         """
-        run = Path(run)
-        layout = Run(run)
-        if run.exists() and not run.is_dir():
-            raise SplatError(f"{run}: is a file; --out names the run folder to create")
-        if layout.started or layout.checkpoints():
-            raise SplatError(f"{run} already holds a run: resume it with --resume or choose another --out")
-        config.validate()
-        resolve_backend(config.backend, pick_device(config.backend))  # builds a native one now, not mid-run
-        dataset = config.load_dataset()
-        if not dataset.train:
-            raise SplatError(f"{config.data}: no training views")
-        check_images_readable([dataset.image_paths[i] for i in dataset.train + dataset.test])
-        trainer = cls(config, run, dataset)
-        try:
-            run.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SplatError(f"{run}: cannot create the run folder ({e.strerror})") from None
-        write_text_atomic(layout.config_path, json.dumps(config.to_dict(), indent=1))
-        save_cameras_json(dataset.cameras, layout.cameras_path)
+        dataset = prepare_run(config, run)
+        trainer = cls(config, Path(run), dataset)
         trainer._init_gaussians()
         return trainer
 
@@ -131,27 +174,14 @@ class Trainer:
             SplatError: not a run, a damaged checkpoint, or ``steps`` below the run's step.
         """
         run = Path(run)
-        layout = Run(run)
-        config = layout.config()
-        found = layout.checkpoints()
-        state = load_checkpoint(found[-1]) if found else None
-        done = int(state.get("step", 0)) if isinstance(state, dict) else 0
-        target = config.steps if steps is None else steps
-        if steps is not None and steps < done:
-            raise SplatError(f"--steps {steps} is below the run's step {done}: a run only goes forward")
-        if done >= target and layout.finished:
-            raise NothingToDo(f"{run}: finished at step {done} of {target}; nothing to do, left as it is "
-                              f"(continue it with --resume {run} --steps N, N > {done})")
-        changed = target != config.steps
-        config.steps = target
-        config.validate()
+        config, state, changed = plan_resume(run, steps)
         trainer = cls(config, run, config.load_dataset())
         if state is None:  # a start stopped before its first checkpoint: begin again, as the start would have
             trainer._init_gaussians()
         else:
             trainer.load_state(state)
         if changed:
-            write_text_atomic(layout.config_path, json.dumps(config.to_dict(), indent=1))
+            write_text_atomic(Run(run).config_path, json.dumps(config.to_dict(), indent=1))
         trainer._truncate_log()
         return trainer
 
@@ -161,7 +191,14 @@ class Trainer:
         settings = c.strategy_config()
         if c.transients:  # growth waits until the masks have settled (RobustSplat's delayed densification)
             settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.transients_start))
-        return strategy(self.generator, self.scene_scale, cap=c.cap, config=settings)
+        return strategy(self._strategy_generator(), self.scene_scale, cap=self._local_cap(), config=settings)
+
+    def _strategy_generator(self) -> torch.Generator:
+        return self.generator
+
+    def _local_cap(self) -> int:
+        """The most Gaussians this process may hold."""
+        return self.config.cap
 
     def _init_gaussians(self) -> None:
         c = self.config
@@ -173,8 +210,12 @@ class Trainer:
             pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
         store = initial_store(pts, cols, c.sh_degree, opacity=c.strategy_config().init_opacity,
                               scale_factor=c.strategy_config().init_scale)
-        params = {k: v.to(self.device) for k, v in params_from_store(store).items()}
+        params = {k: v.to(self.device) for k, v in self._own_part(params_from_store(store)).items()}
         self.adam = Adam(params, self._learning_rates(0), fused=self.fused)
+
+    def _own_part(self, params: dict) -> dict:
+        """The Gaussians of ``params`` this process trains (all of them here)."""
+        return params
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -188,6 +229,9 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
+        if "shards" in state:
+            raise SplatError(f"{self.run}: its checkpoint is sharded over {len(state['shards'])} processes; "
+                             f"this trainer runs in one")
         try:
             self.step = int(state["step"])
             self.adam = Adam.from_state_dict(state["adam"], fused=self.fused, device=self.device)
@@ -195,6 +239,7 @@ class Trainer:
             self.generator.set_state(state["generator"])
             self.order, self.order_pos = state["order"], int(state["order_pos"])
             self.elapsed = float(state.get("elapsed", 0.0))
+            self.checkpointed_step = self.step
             if self.appearance:
                 self.appearance.load_state_dict(state["appearance"], self.device)
             if self.transients:
@@ -210,8 +255,10 @@ class Trainer:
         size = "x".join(map(str, sizes[0])) + (f" (and {len(sizes) - 1} other sizes)" if len(sizes) > 1 else "")
         where = f"resuming {self.run} at step {self.step}" if self.step else f"run: {self.run}"
         batch = f" of {c.batch} views (learning rates x {math.sqrt(c.batch):.3g})" if c.batch > 1 else ""
+        ranks = f" in {c.nproc} processes" if c.nproc > 1 else ""
         return (f"train: {len(d.train)} views of {size} (downscale {c.downscale}), {len(d.test)} held out; "
-                f"{len(self.adam)} Gaussians at the start, cap {c.cap}; {c.strategy}, {c.steps} steps{batch}; {where}")
+                f"{self.gaussians()} Gaussians at the start, cap {c.cap}; {c.strategy}, {c.steps} steps{batch}"
+                f"{ranks}; {where}")
 
     def store(self) -> GaussianStore:
         """The current Gaussians (detached, on the CPU)."""
@@ -235,7 +282,7 @@ class Trainer:
         self.order_pos += 1
         return i
 
-    def _view(self, i: int):
+    def view_images(self, i: int):
         """(rgb [H, W, 3], alpha [H, W, 1] or None, mask [H, W] or None) of view i, on the device."""
         if i not in self.images:
             rgba = torch.from_numpy(self.dataset.image_rgba(i).copy())
@@ -259,7 +306,7 @@ class Trainer:
         if need > budget_bytes:
             return False
         for done, i in enumerate(d.train, 1):
-            self._view(i)
+            self.view_images(i)
             if progress:
                 progress(done)
         return True
@@ -287,48 +334,77 @@ class Trainer:
         bg = self._background()
         sh_degree = min(step // c.sh_interval, c.sh_degree)
         store = store_from_params(self.adam.params, sh_degree)
-        photo, alpha_loss, psnrs, results = [], [], [], []
+        rendered, results, extra_loss = self._render(store, views, bg, sh_degree)
+        photo, alpha_loss, psnrs = [], [], []
+        for i, image, predicted_alpha in rendered:
+            rgb, alpha, mask = self.view_images(i)
+            target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
+            weight = mask
+            if self.appearance is not None:  # the view's map, fitted where its last mask keeps pixels
+                kept = self.transients.last_weight(i, image.dtype) if self.transients is not None else None
+                self.appearance.fit(i, image.detach(), target, _times(weight, kept), step)
+                image = self.appearance.apply(image, i)
+                weight = _times(weight, self.appearance.unsaturated(image, target))
+            if self.transients is not None:
+                weight = _times(weight, self.transients.weight(i, image.detach(), target, step))
+            photo.append(photometric_loss(image, target, weight, c.ssim_weight, fused=self.fused is not None))
+            if alpha is not None and c.alpha_weight > 0:
+                alpha_loss.append(l1(predicted_alpha, alpha))
+            psnrs.append(min(psnr(image.detach(), target), 120.0))
+        # the mean over the batch (with one view: that view's loss, bit for bit as before)
+        loss = self._regularizer() if not photo else sum(photo[1:], photo[0]) / c.batch + self._regularizer()
+        if alpha_loss:
+            loss = loss + c.alpha_weight * (sum(alpha_loss[1:], alpha_loss[0]) / c.batch)
+        if extra_loss is not None:
+            loss = loss + extra_loss
+        loss_value, psnr_mean = self._step_summary(loss.detach(), psnrs)
+        if not math.isfinite(loss_value):
+            self._diverged(f"the loss is {loss_value}", self.step + 1)
+        loss.backward()
+        for result in self._strategy_results(results):
+            self.strategy.after_backward(self.adam, result, step, views=c.batch)
+        self.adam.step()
+        self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
+        self.step += 1
+        metrics = {"step": self.step, "loss": loss_value, "psnr": psnr_mean,
+                   "gaussians": self.gaussians(), "sh_degree": sh_degree, "view": views[0] if c.batch == 1 else views}
+        if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
+            self.check_finite()  # a bad value also reaches the loss within a step or two
+            metrics["tile_pairs_per_pixel"] = self._tile_pairs(results)
+            if self.transients is not None:
+                metrics["transient_coverage"] = round(self.transients.coverage(), 4)
+        return metrics
+
+    # -- the parts a sharded trainer replaces (splat.train.sharded) ---------------------------------
+    def _render(self, store: GaussianStore, views: list[int], bg: torch.Tensor, sh_degree: int):
+        """Render the batch: ([(view, color [H, W, 3], alpha [H, W, 1]) per view], the RenderResults
+        the strategy reads, an extra loss term or None)."""
+        c = self.config
+        rendered, results = [], []
         for group in self._same_size(views):
             cams = [self.dataset.cameras[i] for i in group]
             result = rasterize(store, cams if len(cams) > 1 else cams[0], backend=c.backend, sh_degree=sh_degree,
                                background=bg, mode=c.mode, contributions=False,
                                absgrad=c.strategy == "adc" and c.adc.absgrad)
             results.append(result)
-            for k, i in enumerate(group):
-                rgb, alpha, mask = self._view(i)
-                target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
-                image, weight = result.color[k], mask
-                if self.appearance is not None:  # the view's map, fitted where its last mask keeps pixels
-                    kept = self.transients.last_weight(i, image.dtype) if self.transients is not None else None
-                    self.appearance.fit(i, image.detach(), target, _times(weight, kept), step)
-                    image = self.appearance.apply(image, i)
-                    weight = _times(weight, self.appearance.unsaturated(image, target))
-                if self.transients is not None:
-                    weight = _times(weight, self.transients.weight(i, image.detach(), target, step))
-                photo.append(photometric_loss(image, target, weight, c.ssim_weight, fused=self.fused is not None))
-                if alpha is not None and c.alpha_weight > 0:
-                    alpha_loss.append(l1(result.alpha[k], alpha))
-                psnrs.append(min(psnr(image.detach(), target), 120.0))
-        # the mean over the batch (with one view: that view's loss, bit for bit as before)
-        loss = sum(photo[1:], photo[0]) / c.batch + self.strategy.regularizer(self.adam)
-        if alpha_loss:
-            loss = loss + c.alpha_weight * (sum(alpha_loss[1:], alpha_loss[0]) / c.batch)
-        if not torch.isfinite(loss):
-            self._diverged(f"the loss is {float(loss)}", self.step + 1)
-        loss.backward()
-        for result in results:
-            self.strategy.after_backward(self.adam, result, step, views=c.batch)
-        self.adam.step()
-        self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
-        self.step += 1
-        metrics = {"step": self.step, "loss": float(loss.detach()), "psnr": sum(psnrs) / len(psnrs),
-                   "gaussians": len(self.adam), "sh_degree": sh_degree, "view": views[0] if c.batch == 1 else views}
-        if self.step % c.log_every == 0 or self.step % c.checkpoint_every == 0 or self.step == c.steps:
-            self.check_finite()  # a bad value also reaches the loss within a step or two
-            metrics["tile_pairs_per_pixel"] = round(sum(r.tile_pairs_per_pixel() for r in results) / len(results), 2)
-            if self.transients is not None:
-                metrics["transient_coverage"] = round(self.transients.coverage(), 4)
-        return metrics
+            rendered += [(i, result.color[k], result.alpha[k]) for k, i in enumerate(group)]
+        return rendered, results, None
+
+    def _regularizer(self) -> torch.Tensor | float:
+        return self.strategy.regularizer(self.adam)
+
+    def _step_summary(self, loss: torch.Tensor, psnrs: list[float]) -> tuple[float, float]:
+        """(the step's loss, the mean training PSNR of its views)."""
+        return float(loss), sum(psnrs) / len(psnrs)
+
+    def _strategy_results(self, results: list) -> list:
+        return results
+
+    def gaussians(self) -> int:
+        return len(self.adam)
+
+    def _tile_pairs(self, results: list) -> float:
+        return round(sum(r.tile_pairs_per_pixel() for r in results) / len(results), 2)
 
     def check_finite(self) -> None:
         """Stop with a one-line error if any parameter holds NaN or Inf."""
@@ -352,6 +428,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         path = save_checkpoint(self.run, self.step, self.state(), self.config.keep_checkpoints)
+        self.checkpointed_step = self.step
         self.save_views_models()
         return path
 
@@ -368,6 +445,16 @@ class Trainer:
             write_text_atomic(layout.appearance_path, json.dumps(
                 {"model": "c' = M c + b, as [M | b] (3 x 4) per training view", "views": views}, indent=1))
 
+    def _open_log(self):
+        return open(Run(self.run).metrics_path, "a")
+
+    def _agree(self, stop: bool) -> bool:
+        """Whether to stop now (a sharded run stops when any rank was asked to)."""
+        return stop
+
+    def _write_scene(self) -> None:
+        save_ply(self.store(), Run(self.run).scene_path)
+
     def train(self, stop_after: int | None = None, progress: Callable[[dict], None] | None = None) -> dict:
         """Run to ``config.steps`` (or ``stop_after`` steps in total, for tests that stop a run).
 
@@ -378,11 +465,11 @@ class Trainer:
         c = self.config
         end = c.steps if stop_after is None else min(stop_after, c.steps)
         metrics = {"step": self.step}
-        log = open(Run(self.run).metrics_path, "a")
+        log = self._open_log()
         try:
             with deferred() as stop:
                 t_last = time.perf_counter()
-                while self.step < end and not stop:
+                while self.step < end and not self._agree(bool(stop)):
                     metrics = self.train_step()
                     now = time.perf_counter()
                     self.elapsed += now - t_last
@@ -395,12 +482,12 @@ class Trainer:
                         progress(metrics)
                     if self.step % c.checkpoint_every == 0 and self.step != end:
                         self.save_checkpoint()
-                if not list_checkpoints(self.run) or latest_checkpoint(self.run).name != f"step_{self.step:07d}.pt":
+                if self.checkpointed_step != self.step:
                     self.save_checkpoint()
         finally:
             log.close()
         if self.step >= c.steps:
-            save_ply(self.store(), Run(self.run).scene_path)
+            self._write_scene()
         if stop:
             raise Interrupted(f"interrupted ({signal_name(stop.signum)}) at step {self.step} of {c.steps}; "
                               f"checkpoint {latest_checkpoint(self.run)} holds it; "
