@@ -58,8 +58,26 @@ TESTS=$(grep -E '^[0-9]+ [a-z]+.* in [0-9.]+s' "$OUT/tests.log" | tr '\n' ' ')
 # 4. the benchmark against gsplat
 $PY tools/bench_gpu.py "$@" 2>&1 | tee "$OUT/bench.log"
 
+# 5. sharded training under nccl with one rank against one process (the exchange's overhead)
+D=$OUT/dist; rm -rf "$D"; mkdir -p "$D"
+$PY -c "import sys; sys.path.insert(0, 'tests'); from conftest import gaussian_dataset; gaussian_dataset('$D/data', views=16, size=256, n=20000)"
+for mode in one nccl; do
+    if [ $mode = one ]; then CMD="$PY -m splat.cli"; else CMD="$PY -m torch.distributed.run --standalone --nproc-per-node 1 -m splat.cli"; fi
+    timeout 300 $CMD train "$D/data" --out "$D/$mode" --backend cuda --batch 2 --steps 500 --cap 40000 \
+        --checkpoint-every 500 > "$D/$mode.json" 2> "$D/$mode.log" || tail -3 "$D/$mode.log"
+done
+DIST=$($PY - "$D" <<'PY'
+import json, sys
+rows = {m: json.loads(open(f"{sys.argv[1]}/{m}.json").read().strip().splitlines()[-1]) for m in ("one", "nccl")}
+one, nccl = (rows[m]["train_seconds"] / rows[m]["steps"] for m in ("one", "nccl"))
+print(f"one process {one * 1000:.1f} ms/step {rows['one']['psnr']:.2f} dB; nccl 1 rank {nccl * 1000:.1f} ms/step "
+      f"{rows['nccl']['psnr']:.2f} dB; ratio {nccl / one:.2f}")
+PY
+)
+
 echo
 echo "== summary =="
+echo "sharded: $DIST"
 echo "build: $BUILD"
 echo "tests: $TESTS"
 sed -n '/^ *size /,$p' "$OUT/bench.log"
