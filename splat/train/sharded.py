@@ -78,7 +78,8 @@ class ShardedTrainer(Trainer):
         return [int(t) for t in out]
 
     def gaussians(self) -> int:
-        return sum(self.counts())
+        self.last_counts = self.counts()  # the step's metrics report them per rank too
+        return sum(self.last_counts)
 
     # -- one step -----------------------------------------------------------------------------------
     def _render(self, store: GaussianStore, views: list[int], bg: torch.Tensor, sh_degree: int):
@@ -129,7 +130,7 @@ class ShardedTrainer(Trainer):
         t0 = time.perf_counter()
         metrics = super().train_step()
         total = time.perf_counter() - t0
-        metrics["gaussians_per_rank"] = self.counts()
+        metrics["gaussians_per_rank"] = self.last_counts
         metrics["exchange_seconds"] = round(self.stats.seconds, 6)
         metrics["compute_seconds"] = round(total - self.stats.seconds, 6)
         metrics["exchange_bytes"] = self.stats.bytes_sent
