@@ -136,6 +136,14 @@ class Camera:
         """The same view at ``scale`` × the image size (rounded, at least ``min_side`` pixels a side)."""
         return self.resized(max(min_side, int(round(self.width * scale))), max(min_side, int(round(self.height * scale))))
 
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> "Camera":
+        """The camera of the pixel window [x0, x0 + width) × [y0, y0 + height) of this image
+        (the window may reach past the image's edges): the principal point moves, nothing else."""
+        K = self.K.clone()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        return Camera(K, self.viewmat.clone(), width, height, self.near, self.far)
+
     def downscaled(self, factor: int) -> "Camera":
         """The camera of this image area-averaged by an integer ``factor`` (trailing
         pixels dropped): K / factor exactly, size // factor."""

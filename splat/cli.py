@@ -155,12 +155,13 @@ def view(
     selects it (highlighted); buttons delete it, keep only it, or save it."""
     import time
 
+    from .train.run import Run
     from .viewer import Viewer
     from .viewer.select import SelectionTool
 
     store, cams = _scene_and_cameras(scene)
     viewer = Viewer(store, cams, host=host, port=port, backend=backend, client_side=client_side)
-    SelectionTool(viewer, cams)
+    SelectionTool(viewer, cams, cache=Run(scene).segments_path if scene.is_dir() else None)
     print(f"viewer: {viewer.url}  (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         end = time.monotonic() + seconds if seconds is not None else float("inf")
@@ -284,21 +285,53 @@ def segment_masks(
     typer.echo(json.dumps({"views": n, "labels": counts, "wrote": str(target)}))
 
 
+@segment_app.command("prepare")
+def segment_prepare(
+    run: Path = typer.Argument(..., help="A training run folder."),
+    backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
+):
+    """Compute the scene's clusters for clicks (objects and groups) into RUN/segments.pt."""
+    from .progress import Progress
+    from .segment.runs import prepare_run
+    from .train.run import Run
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        bar = bar or Progress("segment: views", total)
+        bar.update(done)
+
+    clusters = prepare_run(run, backend, progress=progress)
+    if bar:
+        bar.close()
+    typer.echo(json.dumps({"views": clusters.views, "clusters": clusters.counts(),
+                           "seconds": round(clusters.seconds, 2), "wrote": str(Run(run).segments_path)}))
+
+
 @segment_app.command("click")
 def segment_click(
     run: Path = typer.Argument(..., help="A training run folder."),
     view: int = typer.Option(..., "--view", help="Index of the clicked view in RUN/cameras.json."),
     pixel: list[str] = typer.Option(..., "--pixel", help="X,Y in that view's pixels; repeatable."),
+    group: bool = typer.Option(False, "--group", help="Pick the whole group (objects that touch with no step between them: a stack)."),
+    method: str = typer.Option("clusters", help="clusters (the prepared clusters) or grow (region growing, slower)."),
     label: Optional[int] = typer.Option(None, "--label", help="Label for the object (default: the next free one)."),
-    bias: float = typer.Option(0.0, help="Background bias of the solve."),
+    bias: float = typer.Option(0.0, help="Background bias of the solve (grow)."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of updating RUN/scene.ply."),
 ):
-    """Select the object under the clicked pixel(s) and store it as a label."""
+    """Select the object under the clicked pixel(s) and store it as a label.
+
+    The clusters come from RUN/segments.pt (``splat segment prepare``); when it is missing or
+    the scene changed, they are prepared first."""
     from .segment.runs import click_run, parse_pixel
 
     pixels = [parse_pixel(p) for p in pixel]
-    target, (store, k, n) = _labelled(run, out, lambda: click_run(run, view, pixels, label, bias, backend))
+    announce = lambda text: typer.echo(text, err=True)  # noqa: E731
+    level = "group" if group else "object"
+    target, (store, k, n) = _labelled(run, out, lambda: click_run(run, view, pixels, label, bias, backend,
+                                                                  method=method, level=level, announce=announce))
     typer.echo(json.dumps({"label": k, "selected": n, "gaussians": len(store), "wrote": str(target)}))
 
 

@@ -4,9 +4,14 @@ Mask lifting: the training views' instance maps are lifted to Gaussian labels, l
 images are rendered at the held-out views, IoU per object (intersection and union summed
 over the held-out views). Click: for each object, one click at the pixel nearest the
 centre of its largest mask among the training views; the selection is rendered at the
-held-out views and compared with that object's mask; the time of each click is reported.
+held-out views and compared with that object's mask. Click methods: ``object`` and
+``group`` (the levels of the clusters ``splat segment prepare`` computes, timed apart; a
+plain click and ``--group`` of ``splat segment click``), ``best`` (per object the better
+of the two: what a user gets who tries both) and ``grow`` (region growing over the
+rendered surface, ``--method grow`` of ``splat segment click``). A click that raises
+counts as IoU 0 and its one-line reason is printed.
 
-    python tools/eval_segmentation.py RUN [--backend cpu] [--bias 0.0]
+    python tools/eval_segmentation.py RUN [--backend cpu] [--bias 0.0] [--method object,group,grow]
 
 RUN is a training run on a generated dataset (e.g. `splat demo --out D` makes D/run).
 """
@@ -19,7 +24,9 @@ import time
 import numpy as np
 import torch
 
+from splat.errors import SplatError
 from splat.segment import GrowParams, click_select, lift_labels, render_labels
+from splat.segment.clusters import ClusterParams, pick_cluster, prepare_clusters
 from splat.segment.runs import fit_labels, read_label_image
 from splat.train.run import Run
 
@@ -41,12 +48,33 @@ def iou_table(pred: list[torch.Tensor], gt: list[torch.Tensor], objects: list[in
     return out
 
 
+def click_pixel(gt_train: list[torch.Tensor], k: int) -> tuple[int, tuple[float, float]]:
+    """(training view, pixel): the pixel of object k nearest the centre of its largest mask."""
+    v = int(np.argmax([int((g == k).sum()) for g in gt_train]))
+    ys, xs = torch.nonzero(gt_train[v] == k, as_tuple=True)
+    j = int(torch.argmin((ys - ys.float().mean()) ** 2 + (xs - xs.float().mean()) ** 2))
+    return v, (float(xs[j]) + 0.5, float(ys[j]) + 0.5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--bias", type=float, default=0.0)
+    ap.add_argument("--method", default="object,group,grow", help="comma-separated: object, group, grow")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a ClusterParams field for the preparation (repeatable; colour.scale for a nested one)")
     args = ap.parse_args()
+    params = ClusterParams()
+    for item in args.param:
+        name, _, value = item.partition("=")
+        owner, field = (getattr(params, name.split(".")[0]), name.split(".")[1]) if "." in name else (params, name)
+        if not hasattr(owner, field):
+            raise SystemExit(f"--param {item}: no such field")
+        setattr(owner, field, type(getattr(owner, field))(value))
+    methods = [m for m in args.method.split(",") if m]
+    if not methods or set(methods) - {"object", "group", "grow"}:
+        raise SystemExit("--method: a comma-separated list of object, group and grow")
 
     _, dataset, store = Run(args.run).load()
     train_cams = [dataset.cameras[i] for i in dataset.train]
@@ -60,30 +88,53 @@ def main() -> None:
     pred = [render_labels(lifted, dataset.cameras[i], backend=args.backend) for i in dataset.test]
     lift_iou = iou_table(pred, gt_test, objects)
 
-    click_iou, click_time = {}, {}
+    clusters = None
+    if {"object", "group"} & set(methods):
+        clusters = prepare_clusters(store, train_cams, params, backend=args.backend)
+    select = {
+        "object": lambda cam, px: pick_cluster(store, clusters, cam, px, "object", backend=args.backend),
+        "group": lambda cam, px: pick_cluster(store, clusters, cam, px, "group", backend=args.backend),
+        "grow": lambda cam, px: click_select(store, cam, [px], train_cams, GrowParams(), backend=args.backend),
+    }
+    iou = {m: {} for m in methods}
+    ms = {m: {} for m in methods}
+    failures = []
     for k in objects:
-        areas = [int((g == k).sum()) for g in gt_train]
-        v = int(np.argmax(areas))
-        ys, xs = torch.nonzero(gt_train[v] == k, as_tuple=True)
-        cy, cx = ys.float().mean(), xs.float().mean()
-        j = int(torch.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
-        pixel = (float(xs[j]) + 0.5, float(ys[j]) + 0.5)
-        t0 = time.perf_counter()
-        sel = click_select(store, train_cams[v], [pixel], train_cams, GrowParams(), backend=args.backend)
-        click_time[k] = time.perf_counter() - t0
-        picked = store.detach().clone()
-        picked.extras["labels"] = sel.long()
-        pred_k = [render_labels(picked, dataset.cameras[i], backend=args.backend) for i in dataset.test]
-        click_iou[k] = iou_table(pred_k, gt_test, [k], {k: 1})[k]
+        v, pixel = click_pixel(gt_train, k)
+        for m in methods:
+            t0 = time.perf_counter()
+            try:
+                sel = select[m](train_cams[v], pixel)
+            except SplatError as e:
+                ms[m][k] = 1000 * (time.perf_counter() - t0)
+                iou[m][k] = 0.0
+                failures.append(f"object {k}, {m}: {e}")
+                continue
+            ms[m][k] = 1000 * (time.perf_counter() - t0)
+            picked = store.detach().clone()
+            picked.extras["labels"] = sel.long()
+            pred_k = [render_labels(picked, dataset.cameras[i], backend=args.backend) for i in dataset.test]
+            iou[m][k] = iou_table(pred_k, gt_test, [k], {k: 1})[k]
 
+    if "object" in methods and "group" in methods:  # the better of a plain and a group click
+        iou["best"] = {k: max(iou["object"][k], iou["group"][k]) for k in objects}
+        ms["best"] = {k: max(ms["object"][k], ms["group"][k]) for k in objects}
+        methods = methods + ["best"]
     print(f"run {args.run}: {len(store)} Gaussians, {len(dataset.train)} training / {len(dataset.test)} held-out views, "
           f"backend {args.backend}, {torch.get_num_threads()} threads; lifting took {t_lift:.2f} s")
-    print("| object | mask lifting IoU | click IoU | click seconds |")
-    print("|---|---|---|---|")
+    if clusters is not None:
+        counts = clusters.counts()
+        print(f"prepare: {clusters.seconds:.2f} s over {clusters.views} views; clusters "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    head = "| object | mask lifting IoU | " + " | ".join(f"click IoU ({m}) | click ms ({m})" for m in methods) + " |"
+    print(head)
+    print("|" + "---|" * (2 + 2 * len(methods)))
     for k in objects:
-        print(f"| {k} | {lift_iou[k]:.3f} | {click_iou[k]:.3f} | {click_time[k]:.2f} |")
+        print(f"| {k} | {lift_iou[k]:.3f} | " + " | ".join(f"{iou[m][k]:.3f} | {ms[m][k]:.0f}" for m in methods) + " |")
     mean = lambda d: float(np.nanmean(list(d.values())))  # noqa: E731
-    print(f"| mean | {mean(lift_iou):.3f} | {mean(click_iou):.3f} | {mean(click_time):.2f} |")
+    print(f"| mean | {mean(lift_iou):.3f} | " + " | ".join(f"{mean(iou[m]):.3f} | {mean(ms[m]):.0f}" for m in methods) + " |")
+    for line in failures:
+        print(f"click raised (counted as 0): {line}")
 
 
 if __name__ == "__main__":

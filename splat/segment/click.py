@@ -40,6 +40,7 @@ class GrowParams:
     """Region-growing thresholds (see the module docstring)."""
 
     jump: float = 0.03
+    jump_ratio: float = 3.0  # a jump also steps this many times more than a neighbouring edge (0: off)
     concave: float = 0.006
     radius: int = 2
     dilate: int = 0  # widen the stopping lines by this many pixels
@@ -134,11 +135,31 @@ def support_plane(store: GaussianStore, tolerance: float = 0.01, min_share: floa
     return Plane(normal, float(-(normal @ mean)), tol)
 
 
-def _edge_ok(s: _Surface, blocked: torch.Tensor, a: tuple, b: tuple, p: GrowParams) -> torch.Tensor:
+def depth_jumps(depth: torch.Tensor, p: GrowParams, dim: int) -> torch.Tensor:
+    """Bool per pixel edge along ``dim`` (1: [H, W-1], 0: [H-1, W]): a depth discontinuity.
+
+    The depth changes by more than ``jump`` (relative) across the edge and, with
+    ``jump_ratio``, by that many times more than across one of the two neighbouring edges
+    in the same direction. Inverse depth is affine along a plane, so a floor seen at a
+    grazing angle steps evenly from pixel to pixel and is not cut, while an occlusion
+    boundary is a lone step."""
+    d = depth.transpose(0, 1) if dim == 0 else depth
+    f = torch.where(d > 0, 1 / d.clamp_min(1e-9), torch.zeros_like(d))
+    a, b = d[:, :-1], d[:, 1:]
+    big = (a - b).abs() >= p.jump * torch.minimum(a, b)
+    if p.jump_ratio > 0:
+        g = (f[:, 1:] - f[:, :-1]).abs()
+        inf = torch.full_like(g[:, :1], float("inf"))
+        prev, nxt = torch.cat([inf, g[:, :-1]], 1), torch.cat([g[:, 1:], inf], 1)
+        big &= g > p.jump_ratio * torch.minimum(prev, nxt)
+    return big.transpose(0, 1) if dim == 0 else big
+
+
+def _edge_ok(s: _Surface, blocked: torch.Tensor, a: tuple, b: tuple, p: GrowParams, jumps: torch.Tensor) -> torch.Tensor:
     """Bool map of whether growth may cross between pixel sets a and b (same shape)."""
     da, db = s.depth[a], s.depth[b]
     ok = (s.alpha[a] > p.min_alpha) & (s.alpha[b] > p.min_alpha) & (da > 0) & (db > 0)
-    ok &= (da - db).abs() < p.jump * torch.minimum(da, db)
+    ok &= ~jumps
     ok &= ~blocked[a] & ~blocked[b]
     if p.color_step is not None:
         ok &= (s.color[a] - s.color[b]).norm(dim=-1) < p.color_step
@@ -167,22 +188,36 @@ def _on_plane(s: _Surface, plane: Plane) -> torch.Tensor:
     return valid & ((signed - centre).abs() < window)
 
 
-def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Plane | None = None) -> torch.Tensor:
-    """[H, W] bool: pixels connected to ``seed_yx`` through crossable edges."""
+def crossable(s: _Surface, p: GrowParams, plane: Plane | None = None, seed_yx: tuple[int, int] | None = None,
+              concave: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """([H, W-1], [H-1, W]) bool: whether growth may cross each horizontal and vertical pixel
+    edge: no depth jump, both opaque, neither on a concave line (``concave``), and not between
+    a pixel on the scene's plane and one off it. With ``seed_yx`` the seed's side of the
+    plane is the only one open (the floor clicked: the floor; an object: off the floor)."""
     H, W = s.alpha.shape
-    blocked = concave_pixels(s.depth, p.radius, p.concave)
-    if plane is not None:
-        on = _on_plane(s, plane)
-        if on[seed_yx]:
-            blocked = ~on  # the floor was clicked: grow over the plane only
-        else:
-            blocked |= on
+    blocked = concave_pixels(s.depth, p.radius, p.concave) if concave else torch.zeros(H, W, dtype=torch.bool)
+    on = _on_plane(s, plane) if plane is not None else None
+    if on is not None and seed_yx is not None:
+        blocked = ~on if on[seed_yx] else blocked | on  # on the floor, concave lines do not stop it
     if p.dilate > 0:
         k = 2 * p.dilate + 1
         blocked = F.max_pool2d(blocked.float()[None, None], k, 1, p.dilate)[0, 0] > 0
-    blocked[seed_yx] = False  # a click on a crease still starts somewhere
-    right = _edge_ok(s, blocked, (slice(None), slice(0, W - 1)), (slice(None), slice(1, W)), p)  # [H, W-1]
-    down = _edge_ok(s, blocked, (slice(0, H - 1), slice(None)), (slice(1, H), slice(None)), p)  # [H-1, W]
+    if seed_yx is not None:
+        blocked[seed_yx] = False  # a click on a crease still starts somewhere
+    a_r, b_r = (slice(None), slice(0, W - 1)), (slice(None), slice(1, W))
+    a_d, b_d = (slice(0, H - 1), slice(None)), (slice(1, H), slice(None))
+    right = _edge_ok(s, blocked, a_r, b_r, p, depth_jumps(s.depth, p, 1))
+    down = _edge_ok(s, blocked, a_d, b_d, p, depth_jumps(s.depth, p, 0))
+    if on is not None and seed_yx is None:
+        right &= on[a_r] == on[b_r]
+        down &= on[a_d] == on[b_d]
+    return right, down
+
+
+def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Plane | None = None) -> torch.Tensor:
+    """[H, W] bool: pixels connected to ``seed_yx`` through crossable edges."""
+    H, W = s.alpha.shape
+    right, down = crossable(s, p, plane, seed_yx)
     mask = torch.zeros(H, W, dtype=torch.bool)
     mask[seed_yx] = True
     while True:
@@ -211,7 +246,7 @@ def seed_points(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[flo
             raise SplatError(f"pixel {x},{y} is outside the {camera.width}x{camera.height} view")
         yi, xi = int(y), int(x)
         if s.depth[yi, xi] <= 0 or s.alpha[yi, xi] < 0.5:
-            raise SplatError(f"pixel {x},{y} shows no surface (opacity {float(s.alpha[yi, xi]):.2f})")
+            raise SplatError(f"nothing there: pixel {x:g},{y:g} shows no surface (opacity {float(s.alpha[yi, xi]):.2f})")
         pc = s.points[yi, xi].double()
         R, t = camera.viewmat[:3, :3], camera.viewmat[:3, 3]
         out.append(R.T @ (pc - t))
@@ -227,7 +262,8 @@ def _project(camera: Camera, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def click_masks(store: GaussianStore, seeds: torch.Tensor, cameras: Sequence[Camera], params: GrowParams,
                 backend: str = "auto") -> tuple[list[Camera], list[torch.Tensor]]:
-    """Per view where a seed is visible: (its camera at the growing size, [H, W] 0/1 region)."""
+    """Per view where a seed is visible: (its camera at the growing size, [H, W] 0/1 region);
+    empty lists where no view sees one."""
     cams, masks = [], []
     plane = support_plane(store, params.plane_tolerance) if params.plane else None
     step = max(1, math.ceil(len(cameras) / params.max_views))
@@ -248,8 +284,6 @@ def click_masks(store: GaussianStore, seeds: torch.Tensor, cameras: Sequence[Cam
         if visible:
             cams.append(cam)
             masks.append(region.long())
-    if not cams:
-        raise SplatError("the clicked point is not visible in any view")
     return cams, masks
 
 
@@ -265,5 +299,9 @@ def click_select(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[fl
     params = params or GrowParams()
     seeds = seed_points(store, camera, pixels, backend)
     cams, masks = click_masks(store, seeds, cameras, params, backend)
+    if not cams:  # no other view sees the point (a view of its own, a hidden corner): the clicked view alone
+        cams, masks = click_masks(store, seeds, [camera], params, backend)
+    if not cams:
+        raise SplatError("the clicked point is not visible even in the clicked view")
     votes = label_votes(store, cams, masks, num_labels=2, backend=backend)
     return assign_labels(votes, background_bias) == 1

@@ -11,6 +11,7 @@ import torch
 from ..errors import SplatError
 from ..store import GaussianStore
 from .click import GrowParams, click_select
+from .clusters import LEVELS, ClusterParams, SceneClusters, pick_cluster, prepare_clusters, store_fingerprint
 from .lift import lift_labels
 
 
@@ -85,24 +86,89 @@ def parse_pixel(text: str) -> tuple[float, float]:
     return x, y
 
 
+def prepare_run(run: str | Path, backend: str = "auto", params: ClusterParams | None = None,
+                progress=None) -> SceneClusters:
+    """The clusters of the run's scene from its training views, written to RUN/segments.pt."""
+    from ..train.run import Run
+
+    layout = Run(run)
+    config, dataset, store = layout.load()
+    clusters = prepare_clusters(store, [dataset.cameras[i] for i in dataset.train], params,
+                                backend=_backend(backend, config), progress=progress)
+    save_clusters(clusters, layout.segments_path)
+    return clusters
+
+
+def _backend(backend: str, config) -> str:
+    return config.backend if backend in (None, "", "auto") else backend
+
+
+def save_clusters(clusters: SceneClusters, path: Path) -> None:
+    from ..io.atomic import atomic_write
+
+    with atomic_write(path) as f:
+        torch.save(clusters.to_dict(), f)
+
+
+def load_clusters(path: Path) -> SceneClusters | None:
+    """The clusters cached at ``path``; None when there are none or the file is unreadable
+    (a cache: it is made again)."""
+    if not path.is_file():
+        return None
+    try:
+        return SceneClusters.from_dict(torch.load(path, weights_only=True))
+    except Exception:  # a truncated or foreign file: the cache is rebuilt, never trusted
+        return None
+
+
+def run_clusters(run: str | Path, store: GaussianStore, backend: str = "auto", announce=None) -> SceneClusters:
+    """The run's cached clusters when they belong to ``store`` (its geometry); else prepared
+    now and cached (``announce(text)`` says so first)."""
+    from ..train.run import Run
+
+    layout = Run(run)
+    cached = load_clusters(layout.segments_path)
+    if cached is not None and cached.fingerprint == store_fingerprint(store):
+        return cached
+    if announce:
+        why = "none are cached" if cached is None else "the scene changed since they were made"
+        announce(f"preparing the scene's clusters ({why}; cached in {layout.segments_path}) ...")
+    return prepare_run(run, backend)
+
+
 def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]], label: int | None = None,
-              background_bias: float = 0.0, backend: str = "auto",
-              params: GrowParams | None = None) -> tuple[GaussianStore, int, int]:
+              background_bias: float = 0.0, backend: str = "auto", params: GrowParams | None = None,
+              method: str = "clusters", level: str = "object", announce=None) -> tuple[GaussianStore, int, int]:
     """The run's store with the clicked object labelled; returns (store, label, count selected).
 
     ``view`` indexes the run's cameras (``RUN/cameras.json`` order); pixels are (x, y) in
-    that view's pixels. Existing labels are kept elsewhere; without them, the rest is -1.
+    that view's pixels. ``method`` "clusters" picks the cluster at ``level`` under each pixel
+    (their union), "grow" grows regions over the rendered surface (``click_select``).
+    Existing labels are kept elsewhere; without them, the rest is -1.
     """
     from ..train.run import Run
 
+    if method not in ("clusters", "grow"):
+        raise SplatError(f"--method {method}: use clusters or grow")
+    if level not in LEVELS:
+        raise SplatError(f"level '{level}': use {' or '.join(LEVELS)}")
     config, dataset, store = Run(run).load()
     if not 0 <= view < len(dataset):
         raise SplatError(f"--view {view} is out of range 0..{len(dataset) - 1}")
     if not pixels:
         raise SplatError("give at least one --pixel X,Y")
-    cams = [dataset.cameras[i] for i in dataset.train]
-    sel = click_select(store, dataset.cameras[view], pixels, cams, params, background_bias,
-                       backend=backend or config.backend)
+    camera, backend = dataset.cameras[view], _backend(backend, config)
+    if method == "grow":
+        cams = [dataset.cameras[i] for i in dataset.train]
+        sel = click_select(store, camera, pixels, cams, params, background_bias, backend=backend)
+    else:
+        for x, y in pixels:  # a pixel outside the view is refused before any preparation
+            if not (0 <= x < camera.width and 0 <= y < camera.height):
+                raise SplatError(f"pixel {x:g},{y:g} is outside the {camera.width}x{camera.height} view")
+        clusters = run_clusters(run, store, backend, announce)
+        sel = torch.zeros(len(store), dtype=torch.bool)
+        for pixel in pixels:
+            sel |= pick_cluster(store, clusters, camera, pixel, level, backend=backend)
     old = store.labels
     if label is None:
         label = int(old.max()) + 1 if old is not None and len(old) and old.max() >= 0 else 1

@@ -8,6 +8,7 @@
     RUN/eval.json, RUN/eval/  held-out metrics and renders (see ``train.evaluate``)
     RUN/masks/NNNN.png     with --transients: each training view's transient mask (white = left out)
     RUN/appearance.json    with --appearance: each training view's colour map
+    RUN/segments.pt        the scene's clusters for clicks (``splat segment prepare``; a cache)
 
 The trainer writes it; every command that reads a run (eval, render, view, mesh, edit,
 segment, demo, resume) asks a ``Run`` for its paths and contents instead of building them.
@@ -30,6 +31,7 @@ class Run:
         self.config_path, self.cameras_path, self.metrics_path = f / "config.json", f / "cameras.json", f / "metrics.jsonl"
         self.scene_path, self.eval_path, self.eval_dir = f / "scene.ply", f / "eval.json", f / "eval"
         self.masks_dir, self.appearance_path = f / "masks", f / "appearance.json"
+        self.segments_path = f / "segments.pt"
 
     def mask_path(self, view: int) -> Path:
         """RUN/masks/NNNN.png of dataset view ``view``."""
@@ -39,7 +41,8 @@ class Run:
     def inputs(self) -> list[Path]:
         """The files commands read from a run: no command writes over them but the trainer and
         the in-place updates of the scene (``edit --in-place``, ``segment``)."""
-        return [self.scene_path, self.config_path, self.cameras_path, self.metrics_path, self.eval_path]
+        return [self.scene_path, self.config_path, self.cameras_path, self.metrics_path, self.eval_path,
+                self.segments_path]
 
     # -- state ----------------------------------------------------------------------------------
     @property

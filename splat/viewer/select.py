@@ -1,6 +1,12 @@
-"""Click-to-select in the viewer: a click on the scene selects the object under it
-(``splat.segment.click_select``), the selection is highlighted, and buttons delete it,
-keep only it, or save it to a file."""
+"""Click-to-select in the viewer: a click on the scene selects the object under it, the
+selection is highlighted, and buttons delete it, keep only it, or save it to a file.
+
+A click picks among the scene's clusters (``splat.segment.clusters``): prepared on the first
+click (or read from a run's ``segments.pt`` when it belongs to the scene), then each click
+costs one render of a pixel. "Whole group" picks the coarser level (a stack of touching
+objects); viser reports no modifier keys with a click, so a checkbox stands in for a
+modified click. The region-growing
+click (``splat.segment.click_select``) stays available as the method "grow"."""
 
 from __future__ import annotations
 
@@ -30,15 +36,19 @@ class SelectionTool:
     """Adds the "Select object" controls to ``viewer``; ``cameras`` are the views the
     selection grows in (default: 16 orbit views around the scene)."""
 
-    def __init__(self, viewer: Viewer, cameras=None):
+    def __init__(self, viewer: Viewer, cameras=None, cache: Path | None = None):
         self.viewer = viewer
         self.cameras = list(cameras) if cameras else None
+        self.cache = cache  # a run's segments.pt: read when it fits the scene, written when prepared here
+        self.clusters = None  # (store, SceneClusters) of the last store clicked
         self.mask: torch.Tensor | None = None
         self._tinted = None  # (store, mask, highlighted store)
         self.busy = threading.Lock()
         gui = viewer.server.gui
         with gui.add_folder("Select object"):
             self.gui_enabled = gui.add_checkbox("Click selects", True)
+            self.gui_group = gui.add_checkbox("Whole group", False)
+            self.gui_method = gui.add_dropdown("Method", ("clusters", "grow"), initial_value="clusters")
             self.gui_delete = gui.add_button("Delete selection", disabled=True)
             self.gui_keep = gui.add_button("Keep only selection", disabled=True)
             self.gui_clear = gui.add_button("Clear selection", disabled=True)
@@ -76,21 +86,51 @@ class SelectionTool:
         from ..errors import SplatError
         from ..render.views import default_cameras
         from ..segment import click_select
+        from ..segment.clusters import pick_cluster
 
         if not self.busy.acquire(blocking=False):
             return  # one selection at a time
         try:
             store, settings = self.viewer.snapshot(decorated=False)
             cams = self.cameras or default_cameras(store, 16, 128, 128)
-            self.gui_info.content = "selecting ..."
             try:
-                mask = click_select(store, camera, [pixel], cams, backend=settings.backend)
+                if self.gui_method.value == "grow":
+                    self.gui_info.content = "selecting ..."
+                    mask = click_select(store, camera, [pixel], cams, backend=settings.backend)
+                else:
+                    clusters = self._clusters_of(store, cams, settings.backend)
+                    level = "group" if self.gui_group.value else "object"
+                    mask = pick_cluster(store, clusters, camera, pixel, level, backend=settings.backend)
             except SplatError as e:
                 self.gui_info.content = f"no selection: {e}"
                 return
             self.set_mask(mask)
         finally:
             self.busy.release()
+
+    def _clusters_of(self, store: GaussianStore, cams, backend: str):
+        """The clusters of ``store``: the last ones when the store is the same, the cache's
+        when they fit it, else prepared now (and written to the cache)."""
+        from ..segment.clusters import prepare_clusters, store_fingerprint
+        from ..segment.runs import load_clusters, save_clusters
+
+        if self.clusters is not None and self.clusters[0] is store:
+            return self.clusters[1]
+        fingerprint = store_fingerprint(store)
+        if self.clusters is not None and self.clusters[1].fingerprint == fingerprint:  # a copy of the same scene
+            self.clusters = (store, self.clusters[1])
+            return self.clusters[1]
+        cached = load_clusters(self.cache) if self.cache is not None else None
+        if cached is None or cached.fingerprint != fingerprint:
+            self.gui_info.content = "preparing the scene's clusters (once) ..."
+            cached = prepare_clusters(store, cams, backend=backend)
+            if self.cache is not None:
+                try:
+                    save_clusters(cached, self.cache)
+                except Exception:  # a read-only run still selects; the cache is only a cache
+                    pass
+        self.clusters = (store, cached)
+        return cached
 
     def set_mask(self, mask: torch.Tensor | None) -> None:
         self.mask = mask if mask is not None and mask.any() else None
@@ -107,7 +147,15 @@ class SelectionTool:
             return
         store, _ = self.viewer.snapshot(decorated=False)
         self.mask = None
-        self.viewer.set_store(store.select(m if keep else ~m))
+        kept = m if keep else ~m
+        new = store.select(kept)
+        if self.clusters is not None and self.clusters[0] is store:  # the kept Gaussians keep their clusters
+            from ..segment.clusters import SceneClusters, store_fingerprint
+
+            old = self.clusters[1]
+            self.clusters = (new, SceneClusters({k: v[kept] for k, v in old.labels.items()}, store_fingerprint(new),
+                                                old.seconds, old.views, old.params))
+        self.viewer.set_store(new)
         self.set_mask(None)
 
     def save(self, path: Path) -> None:

@@ -1,0 +1,204 @@
+"""Scene clusters at two levels, from 2D over-segmentation without model weights: what a
+click picks from.
+
+1. Views: up to ``max_views`` of the given cameras, rendered at most ``max_side`` pixels a
+   side (colour, opacity, median depth).
+2. Per view, two 2D over-segmentations (``segments2d``): geometric segments (depth jumps,
+   the scene's plane) and colour segments (Felzenszwalb's, inside the geometric bounds).
+3. Lifting: each segment image goes through the label solve (``lift.label_votes``); each
+   Gaussian takes, per view, the segment that holds most of its blend weight. A view counts
+   for a Gaussian only where its weight there is at least ``visible`` × its largest weight
+   over the views: a Gaussian hidden behind an object still projects into that object's
+   segment with a tiny weight, and must not vote there. This gives a [V, N] table per kind.
+4. Grouping (``linkage``) over the k-nearest-neighbour graph of the Gaussians' centres:
+   * group: average linkage of the geometric table's agreement. Segments that split an
+     object in one view (a self-occlusion) and not in others join across the views;
+     what views keep apart (a gap, a step, the floor's outline) stays apart.
+   * object: inside each group, average linkage of the colour table's agreement, then
+     merging of whole clusters whose segment histograms agree across the views (cosine).
+     It splits touching objects of different colours (a box on a box, two intersecting
+     objects) and, on large texture patterns, parts of a surface. A click picks an object;
+     the group level is the coarser choice (a stack, a plant with its pot).
+5. Clusters of fewer than ``min_cluster`` Gaussians join their strongest neighbour, and
+   Gaussians no view saw take the cluster of the nearest Gaussian that a view saw, so a
+   selection also holds an object's hidden inside.
+
+A click then costs one render of a small window around the pixel (``pick_cluster``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..camera import Camera
+from ..errors import SplatError
+from ..render import rasterize
+from ..store import GaussianStore
+from .click import GrowParams, _scaled, _surface, support_plane
+from .lift import label_votes
+from .linkage import absorb_small, average_linkage, cluster_linkage, edge_agreement, neighbour_edges
+from .segments2d import ColourParams, colour_segments, geometric_segments
+
+LEVELS = ("object", "group")  # the first is what a click picks
+
+
+@dataclass
+class ClusterParams:
+    """Settings of the precomputation (see the module docstring)."""
+
+    max_side: int = 128
+    max_views: int = 32
+    grow: GrowParams = field(default_factory=GrowParams)  # what bounds a geometric segment
+    colour: ColourParams = field(default_factory=ColourParams)
+    visible: float = 0.2
+    neighbours: int = 8
+    group: float = 0.7  # mean agreement of the geometric table to join at the group level
+    object_edges: float = 0.85  # the same for the colour table, inside a group
+    object_clusters: float = 0.3  # mean histogram cosine to join clusters at the object level
+    min_cluster: int = 50  # smaller clusters join their strongest neighbour
+
+
+@dataclass
+class SceneClusters:
+    """Per-Gaussian cluster ids at each level, and what they were made from."""
+
+    labels: dict  # level -> [N] int64 (-1 only in a scene no view saw at all)
+    fingerprint: str  # of the store they belong to (``store_fingerprint``)
+    seconds: float
+    views: int
+    params: dict
+
+    def to_dict(self) -> dict:
+        return {"labels": self.labels, "fingerprint": self.fingerprint, "seconds": self.seconds,
+                "views": self.views, "params": self.params}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SceneClusters":
+        return cls(dict(d["labels"]), str(d["fingerprint"]), float(d["seconds"]), int(d["views"]), dict(d["params"]))
+
+    def counts(self) -> dict:
+        return {k: int(v.max()) + 1 if len(v) else 0 for k, v in self.labels.items()}
+
+
+def store_fingerprint(store: GaussianStore) -> str:
+    """A hash of the geometry (centres, scales, rotations, opacities): labels and colours may change."""
+    h = hashlib.sha1(str(len(store)).encode())
+    for t in (store.means, store.log_scales, store.quats, store.opacity_logits):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _visible_only(table: torch.Tensor, weight: torch.Tensor, share: float) -> torch.Tensor:
+    """The [V, N] table with -1 where a Gaussian's weight is below ``share`` × its largest."""
+    top = weight.max(0).values
+    return torch.where((weight >= share * top) & (top > 0), table, torch.full_like(table, -1))
+
+
+def _segment_table(store: GaussianStore, cams: Sequence[Camera], images: Sequence[np.ndarray], backend: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """([V, N] each Gaussian's dominant segment per view, -1 where that is no surface;
+    [V, N] float64 its blend weight in the view)."""
+    table = torch.full((len(cams), len(store)), -1, dtype=torch.int64)
+    weight = torch.zeros(len(cams), len(store), dtype=torch.float64)
+    for v, (cam, seg) in enumerate(zip(cams, images)):
+        seg = torch.from_numpy(seg)
+        votes = label_votes(store, [cam], [seg], num_labels=int(seg.max()) + 1, backend=backend)
+        best = votes.argmax(0)
+        table[v] = torch.where(best > 0, best, torch.full_like(best, -1))
+        weight[v] = votes.sum(0)
+    return table, weight
+
+
+def _fill_unseen(labels: np.ndarray, means: torch.Tensor) -> np.ndarray:
+    """Gaussians labelled -1 take the label of the nearest labelled centre."""
+    from scipy.spatial import cKDTree
+
+    seen = labels >= 0
+    if seen.all() or not seen.any():
+        return labels
+    X = means.detach().cpu().double().numpy()
+    _, nearest = cKDTree(X[seen]).query(X[~seen])
+    out = labels.copy()
+    out[~seen] = labels[seen][nearest]
+    return out
+
+
+def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: ClusterParams | None = None,
+                     backend: str = "auto", progress: Callable[[int, int], None] | None = None) -> SceneClusters:
+    """The scene's clusters at each level (module docstring), from the views of ``cameras``."""
+    p = params or ClusterParams()
+    if not cameras:
+        raise SplatError("no views to segment")
+    if len(store) == 0:
+        raise SplatError("the scene has no Gaussians")
+    t0 = time.perf_counter()
+    step = max(1, math.ceil(len(cameras) / p.max_views))
+    views = [_scaled(c, p.max_side) for c in list(cameras)[::step]]
+    plane = support_plane(store, p.grow.plane_tolerance) if p.grow.plane else None
+    geometric, colour = [], []
+    for v, cam in enumerate(views):
+        s = _surface(store, cam, backend)
+        geometric.append(geometric_segments(s, plane, p.grow))
+        colour.append(colour_segments(s, geometric[-1], p.grow, p.colour))
+        if progress:
+            progress(v + 1, 2 * len(views))
+    tg, weight = _segment_table(store, views, geometric, backend)
+    if progress:
+        progress(int(1.5 * len(views)), 2 * len(views))
+    tc, _ = _segment_table(store, views, colour, backend)
+    tg, tc = _visible_only(tg, weight, p.visible), _visible_only(tc, weight, p.visible)
+    seen = (tg >= 0).any(0)
+    if not seen.any():
+        raise SplatError("no Gaussian is visible in the views")
+    edges = neighbour_edges(store.means, seen, p.neighbours)
+    agree = edge_agreement(tg, edges)
+    group = absorb_small(average_linkage(len(store), edges, agree, p.group), edges, agree, p.min_cluster)
+    inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
+    agree = edge_agreement(tc, inside)
+    obj = average_linkage(len(store), inside, agree, p.object_edges)
+    obj = absorb_small(cluster_linkage(obj, inside, tc.numpy(), p.object_clusters), inside, agree, p.min_cluster)
+    labels = {}
+    for level, lab in (("object", obj), ("group", group)):
+        lab = np.where(seen.numpy(), lab, -1)
+        lab = np.unique(_fill_unseen(lab, store.means), return_inverse=True)[1]
+        labels[level] = torch.from_numpy(lab.astype(np.int64))
+    if progress:
+        progress(2 * len(views), 2 * len(views))
+    return SceneClusters(labels, store_fingerprint(store), time.perf_counter() - t0, len(views), asdict(p))
+
+
+def pick_cluster(store: GaussianStore, clusters: SceneClusters, camera: Camera, pixel: tuple[float, float],
+                 level: str = "object", radius: int = 0, backend: str = "auto") -> torch.Tensor:
+    """[N] bool: the cluster under ``pixel`` (x, y) of ``camera`` at ``level``.
+
+    A (2·radius+1)² window around the pixel is rendered; the cluster that holds most of the
+    window's blend weight wins. A pixel that shows no surface is "nothing there"."""
+    if level not in clusters.labels:
+        raise SplatError(f"level '{level}': use {' or '.join(LEVELS)}")
+    labels = clusters.labels[level]
+    if len(labels) != len(store):
+        raise SplatError(f"the clusters are of {len(labels)} Gaussians, the scene has {len(store)}: prepare them again")
+    x, y = pixel
+    if not (0 <= x < camera.width and 0 <= y < camera.height):
+        raise SplatError(f"pixel {x:g},{y:g} is outside the {camera.width}x{camera.height} view")
+    side = 2 * radius + 1
+    window = camera.cropped(int(x) - radius, int(y) - radius, side, side)
+    with torch.no_grad():
+        r = rasterize(store, window, backend=backend, sh_degree=0)
+    if r.contributions is None:
+        raise SplatError(f"the {backend} backend gives no contributions; use cpu, cuda or torch")
+    if float(r.alpha[0, radius, radius, 0]) < 0.5:
+        raise SplatError(f"nothing there: pixel {x:g},{y:g} shows no surface")
+    weight = r.contributions[0].double().cpu()
+    ok = (labels >= 0) & (weight > 0)
+    if not ok.any():
+        raise SplatError(f"nothing there: pixel {x:g},{y:g} shows only Gaussians that no prepared view saw")
+    score = torch.zeros(int(labels.max()) + 1, dtype=torch.float64).index_add_(0, labels[ok], weight[ok])
+    return labels == int(score.argmax())

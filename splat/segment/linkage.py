@@ -1,0 +1,164 @@
+"""Grouping Gaussians by what views agree on: neighbour graph and two average linkages.
+
+Input: a [V, N] table of per-view 2D segment ids of each Gaussian (-1 = not seen in that
+view), from ``clusters.py``. Neighbouring Gaussians are joined by an edge each.
+
+* ``edge_agreement``: per edge, the share of the views seeing both ends that put them in
+  the same segment.
+* ``average_linkage``: clusters by the mean of that weight over all edges between two
+  clusters, so one strong edge across a boundary of weak ones does not join them.
+* ``cluster_linkage``: clusters by the cosine similarity of the two clusters' segment
+  histograms per view, averaged over the views: a comparison of whole clusters, which the
+  Gaussians straddling a boundary in 2D cannot sway.
+
+Both merge in rounds: every pair of clusters that are each other's best link, with a score
+of at least the threshold, merges (ties broken by a fixed pseudo-random order, so the
+result is deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def neighbour_edges(means: torch.Tensor, keep: torch.Tensor, k: int) -> np.ndarray:
+    """[E, 2] int64 index pairs: each kept Gaussian and its k nearest kept centres."""
+    from scipy.spatial import cKDTree
+
+    idx = torch.nonzero(keep).flatten().numpy()
+    if len(idx) < 2:
+        return np.zeros((0, 2), np.int64)
+    X = means.detach().cpu().double().numpy()[idx]
+    k = min(k + 1, len(idx))
+    _, nn = cKDTree(X).query(X, k=k)
+    a = np.repeat(np.arange(len(idx)), k - 1)
+    return np.stack([idx[a], idx[nn[:, 1:].reshape(-1)]], 1)
+
+
+def edge_agreement(table: torch.Tensor, edges: np.ndarray) -> np.ndarray:
+    """[E] float64: the share of the views seeing both ends of an edge in which the two fall
+    in the same segment of ``table`` [V, N]; 0 where no view sees both."""
+    out = []
+    for chunk in np.array_split(edges, max(1, math.ceil(len(edges) / 200_000))):
+        a, b = table[:, chunk[:, 0]], table[:, chunk[:, 1]]
+        both = (a >= 0) & (b >= 0)
+        same = (both & (a == b)).sum(0).double()
+        out.append((same / both.sum(0).double().clamp_min(1)).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _merge_rounds(n: int, edges: np.ndarray, score: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+                  threshold: float, label: np.ndarray | None = None) -> np.ndarray:
+    """[n] dense cluster ids after merging mutual best pairs of linked clusters in rounds.
+
+    ``score(label, lo, hi)`` gives the link score of cluster pairs (lo < hi) under ``label``."""
+    label = np.arange(n) if label is None else np.unique(label, return_inverse=True)[1]
+    rng = np.random.default_rng(0)
+    while True:
+        a, b = label[edges[:, 0]], label[edges[:, 1]]
+        cross = a != b
+        if not cross.any():
+            break
+        m = int(label.max()) + 1
+        pair = np.unique(np.minimum(a[cross], b[cross]) * m + np.maximum(a[cross], b[cross]))
+        lo, hi = pair // m, pair % m
+        s = score(label, lo, hi)
+        ok = s >= threshold
+        if not ok.any():
+            break
+        lo, hi, s = lo[ok], hi[ok], s[ok]
+        order = np.lexsort((rng.random(len(s)), -s))  # best first, ties in a fixed random order
+        ends = np.concatenate([lo[order], hi[order]])
+        other = np.concatenate([hi[order], lo[order]])
+        rank = np.concatenate([np.arange(len(order))] * 2)
+        by_end = np.lexsort((rank, ends))
+        first = np.ones(len(by_end), bool)
+        first[1:] = ends[by_end][1:] != ends[by_end][:-1]
+        best = np.full(m, -1)
+        best[ends[by_end][first]] = other[by_end][first]
+        mutual = (best[lo] == hi) & (best[hi] == lo)
+        if not mutual.any():
+            break
+        target = np.arange(m)
+        target[hi[mutual]] = lo[mutual]
+        label = np.unique(target[label], return_inverse=True)[1]
+    return label
+
+
+def average_linkage(n: int, edges: np.ndarray, weight: np.ndarray, threshold: float) -> np.ndarray:
+    """[n] cluster ids: merges while the mean ``weight`` of the edges between two clusters is
+    at least ``threshold``."""
+    def mean_weight(label, lo, hi):
+        a, b = label[edges[:, 0]], label[edges[:, 1]]
+        cross = a != b
+        m = int(label.max()) + 1
+        key = np.minimum(a[cross], b[cross]) * m + np.maximum(a[cross], b[cross])
+        pair, inverse = np.unique(key, return_inverse=True)
+        mean = np.bincount(inverse, weight[cross]) / np.bincount(inverse)
+        return mean[np.searchsorted(pair, lo * m + hi)]
+
+    return _merge_rounds(n, edges, mean_weight, threshold)
+
+
+def cluster_cosine(label: np.ndarray, table: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                   min_members: int = 3) -> np.ndarray:
+    """[P] the mean over views of the cosine between the segment histograms of clusters lo
+    and hi (members seen in the view); views where either has fewer than ``min_members``
+    seen members do not count; -1 where no view counts."""
+    import scipy.sparse as sp
+
+    C = int(label.max()) + 1
+    total, count = np.zeros(len(lo)), np.zeros(len(lo))
+    for t in table:
+        seen = t >= 0
+        if not seen.any():
+            continue
+        H = sp.coo_matrix((np.ones(int(seen.sum())), (label[seen], t[seen])), shape=(C, int(t.max()) + 1)).tocsr()
+        members = np.asarray(H.sum(1)).ravel()
+        good = (members[lo] >= min_members) & (members[hi] >= min_members)
+        if not good.any():
+            continue
+        norm = np.sqrt(np.asarray(H.multiply(H).sum(1)).ravel())
+        Hn = sp.diags(1 / np.maximum(norm, 1e-12)) @ H
+        total[good] += np.asarray(Hn[lo[good]].multiply(Hn[hi[good]]).sum(1)).ravel()
+        count[good] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), -1.0)
+
+
+def cluster_linkage(label: np.ndarray, edges: np.ndarray, table: np.ndarray, threshold: float) -> np.ndarray:
+    """Clusters ``label`` merged further while linked clusters' ``cluster_cosine`` is at least
+    ``threshold``."""
+    return _merge_rounds(len(label), edges, lambda lab, lo, hi: cluster_cosine(lab, table, lo, hi), threshold, label)
+
+
+def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 3) -> np.ndarray:
+    """Clusters of fewer than ``min_size`` members join the linked cluster with the largest
+    summed edge ``weight`` to them (a Gaussian no neighbour agreed with would otherwise stay a
+    cluster of its own, and win a click where it is large). Dense ids."""
+    label = np.unique(label, return_inverse=True)[1]
+    for _ in range(rounds):
+        sizes = np.bincount(label)
+        small = sizes[label[edges[:, 0]]] < min_size
+        a, b = label[edges[:, 0]][small], label[edges[:, 1]][small]
+        other = a != b
+        if not other.any():
+            break
+        a, b, w = a[other], b[other], weight[small][other] + 1e-6  # a link of weight 0 still counts
+        m = int(label.max()) + 1
+        pair, inverse = np.unique(a * m + b, return_inverse=True)
+        total = np.bincount(inverse, w)
+        src, dst = pair // m, pair % m
+        order = np.lexsort((-total, src))  # per small cluster, its strongest link first
+        first = np.ones(len(order), bool)
+        first[1:] = src[order][1:] != src[order][:-1]
+        target = np.arange(m)
+        target[src[order][first]] = dst[order][first]
+        # a pair of small clusters pointing at each other: the smaller id stays
+        swap = target[target] == np.arange(m)
+        target[swap & (target > np.arange(m))] = np.arange(m)[swap & (target > np.arange(m))]
+        label = np.unique(target[label], return_inverse=True)[1]
+    return label

@@ -1,0 +1,183 @@
+"""Click segmentation by the scene's clusters: preparation, picks at both levels, the cache, failure paths."""
+
+import json
+
+import pytest
+import torch
+
+from splat import GaussianStore
+from splat.camera import Camera
+from splat.cli import main
+from splat.errors import SplatError
+from splat.io.ply import load_ply
+from splat.segment import click_select, label_votes, render_labels
+from splat.segment.clusters import pick_cluster, prepare_clusters, store_fingerprint
+from test_segment import cams, tabletop
+
+
+def _centre_pixel(mask: torch.Tensor) -> tuple[float, float]:
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    j = int(torch.argmin((ys - ys.float().mean()) ** 2 + (xs - xs.float().mean()) ** 2))
+    return float(xs[j]) + 0.5, float(ys[j]) + 0.5
+
+
+def _precision_recall(store, views, sel, want):
+    """Weighted by how much each Gaussian shows in the views (hidden ones cannot be judged)."""
+    w = label_votes(store, views, [torch.zeros(v.height, v.width, dtype=torch.long) for v in views], backend="cpu")[0]
+    return float((w * (sel & want)).sum() / (w * sel).sum()), float((w * (sel & want)).sum() / (w * want).sum())
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    store, truth = tabletop()
+    views = cams(12)
+    return store, truth, views, prepare_clusters(store, views, backend="cpu")
+
+
+@pytest.mark.parametrize("obj", [0, 1, 2])  # floor, ball, box
+def test_a_click_picks_the_clicked_object(prepared, obj):
+    store, truth, views, clusters = prepared
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    view = views[0]
+    sel = pick_cluster(store, clusters, view, _centre_pixel(render_labels(gt, view, backend="cpu") == obj), backend="cpu")
+    precision, recall = _precision_recall(store, views, sel, truth == obj)
+    assert precision > 0.95 and recall > 0.9, (precision, recall)
+
+
+def test_every_gaussian_has_a_cluster_and_preparation_is_deterministic(prepared):
+    store, _, views, clusters = prepared
+    for level, labels in clusters.labels.items():
+        assert labels.shape == (len(store),) and (labels >= 0).all(), level
+        assert labels.max() + 1 == clusters.counts()[level]
+    again = prepare_clusters(store, views, backend="cpu")
+    assert all(torch.equal(clusters.labels[k], again.labels[k]) for k in clusters.labels)
+    assert clusters.fingerprint == store_fingerprint(store) == again.fingerprint
+    assert clusters.counts()["object"] >= clusters.counts()["group"]
+
+
+def stacked_boxes() -> tuple[GaussianStore, torch.Tensor]:
+    """A floor (label 0), a blue box (1) and an orange box standing on it (2): the two boxes
+    touch over a whole face, with no step in depth between them."""
+    g = torch.Generator().manual_seed(1)
+
+    def box(n, size, centre):
+        f = torch.rand(n, 3, generator=g) - 0.5
+        axis = torch.randint(0, 3, (n,), generator=g)
+        f[torch.arange(n), axis] = torch.sign(f[torch.arange(n), axis]) * 0.5
+        return f * torch.tensor(size) + torch.tensor(centre)
+
+    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    lower, upper = box(2500, [0.8, 0.8, 0.5], [0.0, 0.0, 0.25]), box(2000, [0.8, 0.8, 0.5], [0.0, 0.0, 0.75])
+    means = torch.cat([floor, lower, upper])
+    n = len(means)
+    scales = torch.full((n, 3), 0.04)
+    scales[:4000, 2] = 0.005
+    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.1, 0.3, 0.9]]).expand(2500, 3),
+                         torch.tensor([[0.95, 0.55, 0.1]]).expand(2000, 3)])
+    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
+                                         torch.full((n,), 0.95), colours)
+    return store, torch.cat([torch.zeros(4000), torch.ones(2500), torch.full((2000,), 2)]).long()
+
+
+def test_the_object_level_splits_touching_objects_of_different_colours():
+    store, truth = stacked_boxes()
+    views = cams(12, 128)
+    clusters = prepare_clusters(store, views, backend="cpu")
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    view = views[0]
+    labels = render_labels(gt, view, backend="cpu")
+    for obj in (1, 2):
+        sel = pick_cluster(store, clusters, view, _centre_pixel(labels == obj), "object", backend="cpu")
+        precision, recall = _precision_recall(store, views, sel, truth == obj)
+        assert precision > 0.95 and recall > 0.75, (obj, precision, recall)
+    # no depth step separates the two boxes: the group level holds both
+    sel = pick_cluster(store, clusters, view, _centre_pixel(labels == 2), "group", backend="cpu")
+    precision, recall = _precision_recall(store, views, sel, truth > 0)
+    assert precision > 0.95 and recall > 0.75, (precision, recall)
+
+
+def test_a_click_on_empty_background_is_nothing_there(prepared):
+    store, _, views, clusters = prepared
+    up = Camera.look_at((0.0, -4.0, 0.5), (0.0, 0.0, 10.0), (0, 1, 0), 40, 32, 32)  # looking at the sky
+    with pytest.raises(SplatError, match="nothing there"):
+        pick_cluster(store, clusters, up, (16, 16), backend="cpu")
+    with pytest.raises(SplatError, match="nothing there"):
+        click_select(store, up, [(16, 16)], views, backend="cpu")
+    with pytest.raises(SplatError, match="outside"):
+        pick_cluster(store, clusters, views[0], (64, 3), backend="cpu")
+    with pytest.raises(SplatError, match="level"):
+        pick_cluster(store, clusters, views[0], (3, 3), "medium", backend="cpu")
+
+
+def test_a_grown_click_no_other_view_sees_falls_back_to_the_clicked_view():
+    store, truth = tabletop()
+    view = cams(12)[0]
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    pixel = _centre_pixel(render_labels(gt, view, backend="cpu") == 1)
+    away = [Camera.look_at((0.0, 6.0, 1.0), (0.0, 12.0, 1.0), (0, 0, 1), 40, 64, 64)]  # sees none of the scene
+    sel = click_select(store, view, [pixel], away, backend="cpu")
+    precision, recall = _precision_recall(store, [view], sel, truth == 1)
+    assert precision > 0.9 and recall > 0.5, (precision, recall)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from splat.scenes import generate
+
+    d = tmp_path_factory.mktemp("segclusters")
+    data = generate("stacked", d / "data", size=48, views=12, points=2000)
+    assert main(["train", str(data), "--out", str(d / "run"), "--steps", "30", "--backend", "cpu",
+                 "--checkpoint-every", "1000"]) == 0
+    return d / "run"
+
+
+def test_prepare_caches_clusters_and_clicks_use_them(capsys, tiny_run, tmp_path):
+    code = main(["segment", "prepare", str(tiny_run)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    info = json.loads(out.strip().splitlines()[-1])
+    assert (tiny_run / "segments.pt").is_file() and info["wrote"] == str(tiny_run / "segments.pt")
+    assert info["clusters"]["object"] >= info["clusters"]["group"] >= 1 and info["views"] > 0
+    for extra in ([], ["--group"]):
+        code = main(["segment", "click", str(tiny_run), "--view", "0", "--pixel", "24,30", *extra,
+                     "--out", str(tmp_path / "l.ply")])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "preparing" not in err  # the cache fits the scene
+        selected = json.loads(out)["selected"]
+        assert selected > 0 and int((load_ply(tmp_path / "l.ply").labels == json.loads(out)["label"]).sum()) == selected
+
+
+def test_a_stale_or_broken_cache_is_prepared_again(capsys, tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "segments.pt").write_bytes(b"not a cache")
+    code = main(["segment", "click", str(run), "--view", "0", "--pixel", "24,30", "--out", str(tmp_path / "a.ply")])
+    _, err = capsys.readouterr()
+    assert code == 0 and "preparing" in err, err
+    # the scene's geometry changes: the clusters are made again for it
+    store = load_ply(run / "scene.ply")
+    store.means[0] += 0.01
+    from splat.io.ply import save_ply
+
+    save_ply(store, run / "scene.ply")
+    code = main(["segment", "click", str(run), "--view", "0", "--pixel", "24,30", "--out", str(tmp_path / "b.ply")])
+    _, err = capsys.readouterr()
+    assert code == 0 and "the scene changed" in err, err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["click", "{run}", "--view", "0", "--pixel", "1,1", "--method", "magic"], "use clusters or grow"),
+    (["click", "{run}", "--view", "0", "--pixel", "100,1"], "outside"),
+    (["prepare", "{tmp}"], "not a training run"),
+])
+def test_cluster_click_errors_are_one_line(capsys, tiny_run, tmp_path, args, message):
+    args = [a.format(run=tiny_run, tmp=tmp_path) for a in args]
+    code = main(["segment", *args])
+    _, err = capsys.readouterr()
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
