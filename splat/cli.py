@@ -341,7 +341,7 @@ app.add_typer(scene_app, name="scene")
 
 @scene_app.command("generate")
 def scene_generate(
-    recipe: str = typer.Argument(..., help="A built-in recipe (default, object, room) or a recipe .json."),
+    recipe: str = typer.Argument(..., help="A built-in recipe (default, object, room, wild, stacked, furnished) or a recipe .json."),
     out: Path = typer.Argument(..., help="Dataset folder to create (must not exist or be empty)."),
     size: int = typer.Option(200, help="Image width and height in pixels."),
     views: int = typer.Option(56, help="Number of cameras."),

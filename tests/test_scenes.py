@@ -123,3 +123,22 @@ def test_wild_recipe_occludes_a_third_and_keeps_held_out_views_clean(tmp_path):
     assert diff[mask].mean() > 2 * diff[~mask].mean()
     # the true masks are for scoring only: the loader gives training no mask
     assert "mask" not in load_transforms(wild / "transforms.json").extras
+
+
+@pytest.mark.parametrize("recipe,objects,touching", [
+    ("stacked", 9, [(2, 3), (3, 4), (5, 6)]),  # box on box, ball on the box, two cylinders side by side
+    ("furnished", 9, [(2, 3), (7, 8)]),  # pot on the cabinet, box on a box
+])
+def test_segmentation_recipes_have_touching_objects(tmp_path, recipe, objects, touching):
+    """The segmentation benchmarks' recipes: objects that touch, seen touching in the views."""
+    import imageio.v3 as iio
+
+    out = generate(recipe, tmp_path / recipe, size=64, views=8)
+    meta = json.loads((out / "transforms.json").read_text())
+    assert len(meta["splat_scene"]["objects"]) == objects
+    maps = [iio.imread(out / f["instance_file_path"]) for f in meta["frames"]]
+    for a, b in touching:
+        adjacent = any(((m[:, :-1] == a) & (m[:, 1:] == b)).any() or ((m[:-1] == a) & (m[1:] == b)).any()
+                       or ((m[:, :-1] == b) & (m[:, 1:] == a)).any() or ((m[:-1] == b) & (m[1:] == a)).any()
+                       for m in maps)
+        assert adjacent, (recipe, a, b)

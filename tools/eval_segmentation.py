@@ -80,7 +80,10 @@ def main() -> None:
     train_cams = [dataset.cameras[i] for i in dataset.train]
     gt_train = [instance_map(dataset, i) for i in dataset.train]
     gt_test = [instance_map(dataset, i) for i in dataset.test]
-    objects = sorted(set(torch.cat([g.flatten() for g in gt_train]).tolist()) - {0})
+    in_train = set(torch.cat([g.flatten() for g in gt_train]).tolist()) - {0}
+    in_test = set(torch.cat([g.flatten() for g in gt_test]).tolist()) - {0}
+    objects = sorted(in_train & in_test)  # an object no held-out view shows cannot be scored
+    unscored = sorted(in_train - in_test)
 
     t0 = time.perf_counter()
     lifted = lift_labels(store, train_cams, gt_train, background_bias=args.bias, backend=args.backend)
@@ -133,6 +136,8 @@ def main() -> None:
         print(f"| {k} | {lift_iou[k]:.3f} | " + " | ".join(f"{iou[m][k]:.3f} | {ms[m][k]:.0f}" for m in methods) + " |")
     mean = lambda d: float(np.nanmean(list(d.values())))  # noqa: E731
     print(f"| mean | {mean(lift_iou):.3f} | " + " | ".join(f"{mean(iou[m]):.3f} | {mean(ms[m]):.0f}" for m in methods) + " |")
+    if unscored:
+        print(f"not scored (no held-out view shows them): objects {', '.join(map(str, unscored))}")
     for line in failures:
         print(f"click raised (counted as 0): {line}")
 

@@ -63,6 +63,7 @@ class ClusterParams:
     object_edges: float = 0.85  # the same for the colour table, inside a group
     object_clusters: float = 0.3  # mean histogram cosine to join clusters at the object level
     min_cluster: int = 50  # smaller clusters join their strongest neighbour
+    keep_plane: bool = True  # a group lying on the scene's plane (a floor, a table top) is not split by colour
 
 
 @dataclass
@@ -161,9 +162,14 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     agree = edge_agreement(tg, edges)
     group = absorb_small(average_linkage(len(store), edges, agree, p.group), edges, agree, p.min_cluster)
     inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
+    whole = np.zeros(int(group.max()) + 1, bool)  # groups that stay one object
+    if plane is not None and p.keep_plane:
+        on = (plane.distance(store.means.detach().cpu()) < plane.tolerance).numpy()
+        whole = np.bincount(group, on) / np.bincount(group) >= 0.8
     agree = edge_agreement(tc, inside)
     obj = average_linkage(len(store), inside, agree, p.object_edges)
     obj = absorb_small(cluster_linkage(obj, inside, tc.numpy(), p.object_clusters), inside, agree, p.min_cluster)
+    obj = np.where(whole[group], obj.max() + 1 + group, obj)
     labels = {}
     for level, lab in (("object", obj), ("group", group)):
         lab = np.where(seen.numpy(), lab, -1)

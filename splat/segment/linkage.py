@@ -135,30 +135,33 @@ def cluster_linkage(label: np.ndarray, edges: np.ndarray, table: np.ndarray, thr
     return _merge_rounds(len(label), edges, lambda lab, lo, hi: cluster_cosine(lab, table, lo, hi), threshold, label)
 
 
-def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 3) -> np.ndarray:
+def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 10) -> np.ndarray:
     """Clusters of fewer than ``min_size`` members join the linked cluster with the largest
     summed edge ``weight`` to them (a Gaussian no neighbour agreed with would otherwise stay a
-    cluster of its own, and win a click where it is large). Dense ids."""
+    cluster of its own, and win a click where it is large). Dense ids.
+
+    Each small cluster points at one cluster; the components of those pointers merge. A
+    component holds at most one cluster that is not small (those point nowhere), so two
+    large clusters never merge through small ones."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     label = np.unique(label, return_inverse=True)[1]
     for _ in range(rounds):
         sizes = np.bincount(label)
-        small = sizes[label[edges[:, 0]]] < min_size
-        a, b = label[edges[:, 0]][small], label[edges[:, 1]][small]
-        other = a != b
-        if not other.any():
+        a, b = label[edges[:, 0]], label[edges[:, 1]]
+        keep = (sizes[a] < min_size) & (a != b)
+        if not keep.any():
             break
-        a, b, w = a[other], b[other], weight[small][other] + 1e-6  # a link of weight 0 still counts
-        m = int(label.max()) + 1
+        a, b, w = a[keep], b[keep], weight[keep] + 1e-6  # a link of weight 0 still counts
+        m = len(sizes)
         pair, inverse = np.unique(a * m + b, return_inverse=True)
         total = np.bincount(inverse, w)
         src, dst = pair // m, pair % m
         order = np.lexsort((-total, src))  # per small cluster, its strongest link first
         first = np.ones(len(order), bool)
         first[1:] = src[order][1:] != src[order][:-1]
-        target = np.arange(m)
-        target[src[order][first]] = dst[order][first]
-        # a pair of small clusters pointing at each other: the smaller id stays
-        swap = target[target] == np.arange(m)
-        target[swap & (target > np.arange(m))] = np.arange(m)[swap & (target > np.arange(m))]
-        label = np.unique(target[label], return_inverse=True)[1]
+        src, dst = src[order][first], dst[order][first]
+        _, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m)), directed=False)
+        label = np.unique(comp[label], return_inverse=True)[1]
     return label
