@@ -43,7 +43,7 @@ from ..render import rasterize
 from ..store import GaussianStore
 from .click import GrowParams, _scaled, _surface, support_plane
 from .lift import label_votes
-from .linkage import absorb_small, average_linkage, cluster_linkage, edge_agreement, neighbour_edges
+from .linkage import absorb_small, average_linkage, cluster_linkage, edge_agreement, join_isolated, neighbour_edges
 from .segments2d import ColourParams, colour_segments, geometric_segments
 
 LEVELS = ("object", "group")  # the first is what a click picks
@@ -161,6 +161,7 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     edges = neighbour_edges(store.means, seen, p.neighbours)
     agree = edge_agreement(tg, edges)
     group = absorb_small(average_linkage(len(store), edges, agree, p.group), edges, agree, p.min_cluster)
+    group = join_isolated(group, store.means, seen.numpy(), p.min_cluster)
     inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
     whole = np.zeros(int(group.max()) + 1, bool)  # groups that stay one object
     if plane is not None and p.keep_plane:
@@ -169,6 +170,7 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     agree = edge_agreement(tc, inside)
     obj = average_linkage(len(store), inside, agree, p.object_edges)
     obj = absorb_small(cluster_linkage(obj, inside, tc.numpy(), p.object_clusters), inside, agree, p.min_cluster)
+    obj = join_isolated(obj, store.means, seen.numpy(), p.min_cluster, within=group)
     obj = np.where(whole[group], obj.max() + 1 + group, obj)
     labels = {}
     for level, lab in (("object", obj), ("group", group)):

@@ -165,3 +165,38 @@ def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_s
         _, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m)), directed=False)
         label = np.unique(comp[label], return_inverse=True)[1]
     return label
+
+
+def join_isolated(label: np.ndarray, means: torch.Tensor, keep: np.ndarray, min_size: int,
+                  within: np.ndarray | None = None) -> np.ndarray:
+    """Clusters still smaller than ``min_size`` (a clump of Gaussians that are each other's
+    nearest neighbours has no edge out of it) join the cluster of the nearest kept centre
+    outside them, in the same ``within`` cluster when given. Dense ids."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    label = np.unique(label, return_inverse=True)[1]
+    sizes = np.bincount(label)
+    pool = np.nonzero(keep)[0]
+    members = pool[sizes[label[pool]] < min_size]
+    if not len(members) or len(pool) <= min_size:
+        return label
+    X = means.detach().cpu().double().numpy()
+    _, nn = cKDTree(X[pool]).query(X[members], k=min_size + 1)
+    cand = pool[nn]  # [M, k] by distance
+    ok = label[cand] != label[members][:, None]
+    if within is not None:
+        ok &= within[cand] == within[members][:, None]
+    has = ok.any(1)
+    first = ok.argmax(1)
+    src = label[members[has]]
+    dst = label[cand[has, first[has]]]
+    dist = np.linalg.norm(X[members[has]] - X[cand[has, first[has]]], axis=1)
+    order = np.lexsort((dist, src))  # per small cluster, its nearest outside centre
+    head = np.ones(len(order), bool)
+    head[1:] = src[order][1:] != src[order][:-1]
+    m = len(sizes)
+    _, comp = connected_components(coo_matrix((np.ones(int(head.sum())), (src[order][head], dst[order][head])),
+                                              shape=(m, m)), directed=False)
+    return np.unique(comp[label], return_inverse=True)[1]
