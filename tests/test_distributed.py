@@ -171,3 +171,20 @@ def test_wrong_nproc_is_one_line(tmp_path):
                                        "--backend", "cpu"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert not (tmp_path / f"r{nproc}").exists()
+
+
+def test_under_torchrun_the_group_size_comes_from_the_environment(tmp_path):
+    """`torchrun ... -m splat.cli train DATA --out RUN` (no --nproc: torchrun would take it for
+    its own --nproc-per-node) trains in the group torchrun made, and the run keeps its size."""
+    data = tmp_path / "data"
+    gaussian_dataset(data, views=6, size=32, n=300)
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "splat.cli", "train", str(data), "--out", str(run), "--backend", "cpu",
+                           "--batch", "2", "--steps", "10", "--cap", "1000", "--sh-degree", "0",
+                           "--checkpoint-every", "1000"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["nproc"] == 2
+    assert (run / "scene.ply").is_file()
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert len(last["gaussians_per_rank"]) == 2
