@@ -114,15 +114,13 @@ def train(data: Optional[Path], out: Optional[Path], resume: Optional[Path], vie
             raise SplatError(f"--{foreign[0]}-... options set the {foreign[0]} strategy, but this run uses {strategy}"
                              f" (--strategy {foreign[0]} to use it)")
         config = TrainConfig.from_dict({**settings, "data": str(data.resolve())})
-    from .train.distributed import in_worker, train_in_ranks
+    from .train.distributed import group_size, in_worker, train_in_ranks
     from .train.run import Run
 
     if in_worker() and config is not None and "nproc" not in given:
         # under torchrun the group's size is the environment's (torchrun itself takes
         # --nproc as an abbreviation of its own --nproc-per-node, so it cannot be passed)
-        import os
-
-        config.nproc = int(os.environ["WORLD_SIZE"])
+        config.nproc = group_size()
     if in_worker() or (config.nproc if config is not None else Run(resume).config().nproc) > 1:
         if view:
             raise SplatError("--view shows a run trained in one process: leave out --view or --nproc")

@@ -13,6 +13,14 @@ from splat.segment import GrowParams, assign_labels, click_select, label_votes, 
 from conftest import random_store
 
 
+def box_points(n: int, size, centre, g: torch.Generator) -> torch.Tensor:
+    """[n, 3] points on the faces of an axis-aligned box of ``size`` around ``centre``."""
+    f = torch.rand(n, 3, generator=g) - 0.5
+    axis = torch.randint(0, 3, (n,), generator=g)
+    f[torch.arange(n), axis] = torch.sign(f[torch.arange(n), axis]) * 0.5
+    return f * torch.tensor(size) + torch.tensor(centre)
+
+
 def tabletop(seed: int = 0) -> tuple[GaussianStore, torch.Tensor]:
     """A floor of flat Gaussians (label 0) with a ball (label 1) and a box (label 2) standing on it."""
     g = torch.Generator().manual_seed(seed)
@@ -20,10 +28,7 @@ def tabletop(seed: int = 0) -> tuple[GaussianStore, torch.Tensor]:
     floor = torch.cat([u, torch.zeros(4000, 1)], 1)
     d = torch.nn.functional.normalize(torch.randn(1500, 3, generator=g), dim=1)
     ball = d * 0.4 + torch.tensor([-0.6, 0.0, 0.4])
-    f = torch.rand(1500, 3, generator=g) - 0.5  # box: points on its faces
-    axis = torch.randint(0, 3, (1500,), generator=g)
-    f[torch.arange(1500), axis] = torch.sign(f[torch.arange(1500), axis]) * 0.5
-    box = f * torch.tensor([0.6, 0.6, 0.8]) + torch.tensor([0.7, 0.1, 0.4])
+    box = box_points(1500, [0.6, 0.6, 0.8], [0.7, 0.1, 0.4], g)
     means = torch.cat([floor, ball, box])
     n = len(means)
     scales = torch.full((n, 3), 0.05)

@@ -12,7 +12,7 @@ from splat.errors import SplatError
 from splat.io.ply import load_ply
 from splat.segment import click_select, label_votes, render_labels
 from splat.segment.clusters import pick_cluster, prepare_clusters, store_fingerprint
-from test_segment import cams, tabletop
+from test_segment import box_points, cams, tabletop
 
 
 def _centre_pixel(mask: torch.Tensor) -> tuple[float, float]:
@@ -60,15 +60,9 @@ def stacked_boxes() -> tuple[GaussianStore, torch.Tensor]:
     """A floor (label 0), a blue box (1) and an orange box standing on it (2): the two boxes
     touch over a whole face, with no step in depth between them."""
     g = torch.Generator().manual_seed(1)
-
-    def box(n, size, centre):
-        f = torch.rand(n, 3, generator=g) - 0.5
-        axis = torch.randint(0, 3, (n,), generator=g)
-        f[torch.arange(n), axis] = torch.sign(f[torch.arange(n), axis]) * 0.5
-        return f * torch.tensor(size) + torch.tensor(centre)
-
     floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
-    lower, upper = box(2500, [0.8, 0.8, 0.5], [0.0, 0.0, 0.25]), box(2000, [0.8, 0.8, 0.5], [0.0, 0.0, 0.75])
+    lower = box_points(2500, [0.8, 0.8, 0.5], [0.0, 0.0, 0.25], g)
+    upper = box_points(2000, [0.8, 0.8, 0.5], [0.0, 0.0, 0.75], g)
     means = torch.cat([floor, lower, upper])
     n = len(means)
     scales = torch.full((n, 3), 0.04)

@@ -42,7 +42,7 @@ def main() -> None:
         t0 = time.perf_counter()
         sel = click_select(store, cam, pixels, [dataset.cameras[i] for i in dataset.train], backend=args.backend)
     else:
-        clusters = run_clusters(args.run, store, args.backend, print)
+        clusters = run_clusters(args.run, store, dataset, args.backend, print)
         t0 = time.perf_counter()
         sel = torch.zeros(len(store), dtype=torch.bool)
         for p in pixels:

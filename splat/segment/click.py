@@ -231,6 +231,12 @@ def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Pla
         mask = new
 
 
+def check_pixel(camera: Camera, x: float, y: float) -> None:
+    """A one-line error when pixel (x, y) lies outside ``camera``'s image."""
+    if not (0 <= x < camera.width and 0 <= y < camera.height):
+        raise SplatError(f"pixel {x:g},{y:g} is outside the {camera.width}x{camera.height} view")
+
+
 def _scaled(camera: Camera, max_side: int) -> Camera:
     scale = min(1.0, max_side / max(camera.width, camera.height))
     return camera if scale >= 1.0 else camera.scaled(scale)
@@ -242,8 +248,7 @@ def seed_points(store: GaussianStore, camera: Camera, pixels: Sequence[tuple[flo
     s = _surface(store, camera, backend)
     out = []
     for x, y in pixels:
-        if not (0 <= x < camera.width and 0 <= y < camera.height):
-            raise SplatError(f"pixel {x},{y} is outside the {camera.width}x{camera.height} view")
+        check_pixel(camera, x, y)
         yi, xi = int(y), int(x)
         if s.depth[yi, xi] <= 0 or s.alpha[yi, xi] < 0.5:
             raise SplatError(f"nothing there: pixel {x:g},{y:g} shows no surface (opacity {float(s.alpha[yi, xi]):.2f})")

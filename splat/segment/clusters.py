@@ -41,7 +41,7 @@ from ..camera import Camera
 from ..errors import SplatError
 from ..render import rasterize
 from ..store import GaussianStore
-from .click import GrowParams, _scaled, _surface, support_plane
+from .click import GrowParams, _scaled, _surface, check_pixel, support_plane
 from .lift import label_votes
 from .linkage import absorb_small, average_linkage, cluster_linkage, edge_agreement, join_isolated, neighbour_edges
 from .segments2d import ColourParams, colour_segments, geometric_segments
@@ -194,8 +194,7 @@ def pick_cluster(store: GaussianStore, clusters: SceneClusters, camera: Camera, 
     if len(labels) != len(store):
         raise SplatError(f"the clusters are of {len(labels)} Gaussians, the scene has {len(store)}: prepare them again")
     x, y = pixel
-    if not (0 <= x < camera.width and 0 <= y < camera.height):
-        raise SplatError(f"pixel {x:g},{y:g} is outside the {camera.width}x{camera.height} view")
+    check_pixel(camera, x, y)
     side = 2 * radius + 1
     window = camera.cropped(int(x) - radius, int(y) - radius, side, side)
     with torch.no_grad():

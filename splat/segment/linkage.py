@@ -135,6 +135,20 @@ def cluster_linkage(label: np.ndarray, edges: np.ndarray, table: np.ndarray, thr
     return _merge_rounds(len(label), edges, lambda lab, lo, hi: cluster_cosine(lab, table, lo, hi), threshold, label)
 
 
+def _join_pointers(label: np.ndarray, m: int, src: np.ndarray, dst: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Dense ids after each cluster in ``src`` points at its ``dst`` of smallest ``key`` and
+    the components of those pointers (out of m clusters) merge."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    order = np.lexsort((key, src))
+    first = np.ones(len(order), bool)
+    first[1:] = src[order][1:] != src[order][:-1]
+    src, dst = src[order][first], dst[order][first]
+    _, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m)), directed=False)
+    return np.unique(comp[label], return_inverse=True)[1]
+
+
 def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 10) -> np.ndarray:
     """Clusters of fewer than ``min_size`` members join the linked cluster with the largest
     summed edge ``weight`` to them (a Gaussian no neighbour agreed with would otherwise stay a
@@ -143,9 +157,6 @@ def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_s
     Each small cluster points at one cluster; the components of those pointers merge. A
     component holds at most one cluster that is not small (those point nowhere), so two
     large clusters never merge through small ones."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     label = np.unique(label, return_inverse=True)[1]
     for _ in range(rounds):
         sizes = np.bincount(label)
@@ -157,13 +168,7 @@ def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_s
         m = len(sizes)
         pair, inverse = np.unique(a * m + b, return_inverse=True)
         total = np.bincount(inverse, w)
-        src, dst = pair // m, pair % m
-        order = np.lexsort((-total, src))  # per small cluster, its strongest link first
-        first = np.ones(len(order), bool)
-        first[1:] = src[order][1:] != src[order][:-1]
-        src, dst = src[order][first], dst[order][first]
-        _, comp = connected_components(coo_matrix((np.ones(len(src)), (src, dst)), shape=(m, m)), directed=False)
-        label = np.unique(comp[label], return_inverse=True)[1]
+        label = _join_pointers(label, m, pair // m, pair % m, -total)  # per small cluster, its strongest link
     return label
 
 
@@ -172,8 +177,6 @@ def join_isolated(label: np.ndarray, means: torch.Tensor, keep: np.ndarray, min_
     """Clusters still smaller than ``min_size`` (a clump of Gaussians that are each other's
     nearest neighbours has no edge out of it) join the cluster of the nearest kept centre
     outside them, in the same ``within`` cluster when given. Dense ids."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     label = np.unique(label, return_inverse=True)[1]
@@ -193,10 +196,4 @@ def join_isolated(label: np.ndarray, means: torch.Tensor, keep: np.ndarray, min_
     src = label[members[has]]
     dst = label[cand[has, first[has]]]
     dist = np.linalg.norm(X[members[has]] - X[cand[has, first[has]]], axis=1)
-    order = np.lexsort((dist, src))  # per small cluster, its nearest outside centre
-    head = np.ones(len(order), bool)
-    head[1:] = src[order][1:] != src[order][:-1]
-    m = len(sizes)
-    _, comp = connected_components(coo_matrix((np.ones(int(head.sum())), (src[order][head], dst[order][head])),
-                                              shape=(m, m)), directed=False)
-    return np.unique(comp[label], return_inverse=True)[1]
+    return _join_pointers(label, len(sizes), src, dst, dist)  # per small cluster, its nearest outside centre

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import SplatError
 from ..store import GaussianStore
-from .click import GrowParams, click_select
+from .click import GrowParams, check_pixel, click_select
 from .clusters import LEVELS, ClusterParams, SceneClusters, pick_cluster, prepare_clusters, store_fingerprint
 from .lift import lift_labels
 
@@ -91,11 +91,19 @@ def prepare_run(run: str | Path, backend: str = "auto", params: ClusterParams | 
     """The clusters of the run's scene from its training views, written to RUN/segments.pt."""
     from ..train.run import Run
 
-    layout = Run(run)
-    config, dataset, store = layout.load()
-    clusters = prepare_clusters(store, [dataset.cameras[i] for i in dataset.train], params,
-                                backend=_backend(backend, config), progress=progress)
-    save_clusters(clusters, layout.segments_path)
+    config, dataset, store = Run(run).load()
+    return _prepare_and_save(run, store, _training_cameras(dataset), _backend(backend, config), params, progress)
+
+
+def _training_cameras(dataset) -> list:
+    return [dataset.cameras[i] for i in dataset.train]
+
+
+def _prepare_and_save(run, store, cameras, backend, params=None, progress=None) -> SceneClusters:
+    from ..train.run import Run
+
+    clusters = prepare_clusters(store, cameras, params, backend=backend, progress=progress)
+    save_clusters(clusters, Run(run).segments_path)
     return clusters
 
 
@@ -121,9 +129,10 @@ def load_clusters(path: Path) -> SceneClusters | None:
         return None
 
 
-def run_clusters(run: str | Path, store: GaussianStore, backend: str = "auto", announce=None) -> SceneClusters:
+def run_clusters(run: str | Path, store: GaussianStore, dataset, backend: str = "cpu", announce=None) -> SceneClusters:
     """The run's cached clusters when they belong to ``store`` (its geometry); else prepared
-    now and cached (``announce(text)`` says so first)."""
+    now from ``store`` and the training views of ``dataset`` and cached (``announce(text)``
+    says so first)."""
     from ..train.run import Run
 
     layout = Run(run)
@@ -133,7 +142,7 @@ def run_clusters(run: str | Path, store: GaussianStore, backend: str = "auto", a
     if announce:
         why = "none are cached" if cached is None else "the scene changed since they were made"
         announce(f"preparing the scene's clusters ({why}; cached in {layout.segments_path}) ...")
-    return prepare_run(run, backend)
+    return _prepare_and_save(run, store, _training_cameras(dataset), backend)
 
 
 def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]], label: int | None = None,
@@ -159,13 +168,11 @@ def click_run(run: str | Path, view: int, pixels: Sequence[tuple[float, float]],
         raise SplatError("give at least one --pixel X,Y")
     camera, backend = dataset.cameras[view], _backend(backend, config)
     if method == "grow":
-        cams = [dataset.cameras[i] for i in dataset.train]
-        sel = click_select(store, camera, pixels, cams, params, background_bias, backend=backend)
+        sel = click_select(store, camera, pixels, _training_cameras(dataset), params, background_bias, backend=backend)
     else:
         for x, y in pixels:  # a pixel outside the view is refused before any preparation
-            if not (0 <= x < camera.width and 0 <= y < camera.height):
-                raise SplatError(f"pixel {x:g},{y:g} is outside the {camera.width}x{camera.height} view")
-        clusters = run_clusters(run, store, backend, announce)
+            check_pixel(camera, x, y)
+        clusters = run_clusters(run, store, dataset, backend, announce)
         sel = torch.zeros(len(store), dtype=torch.bool)
         for pixel in pixels:
             sel |= pick_cluster(store, clusters, camera, pixel, level, backend=backend)

@@ -35,6 +35,11 @@ def in_worker() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
+def group_size() -> int:
+    """The launched group's number of ranks (WORLD_SIZE); 1 outside a group."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def start_group(backend: str) -> None:
     """Join the group the environment describes: gloo for cpu, nccl for cuda."""
     if dist.is_initialized():
