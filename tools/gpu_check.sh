@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check, in one go (about 5 minutes on one H100/H200 with 16 cores):
+# The GPU check, in one go (about 8 minutes on one H100/H200 with 16 cores, not yet run whole):
 # builds the CUDA backend (build time printed), runs the cuda tests and the
-# nvcc compile tests, then the benchmark against gsplat; a short table last.
+# nvcc compile tests, then whole training runs and the rasterizer against gsplat; short tables last.
 #
 #   tools/gpu_check.sh                # from the repository root, on a machine with a GPU
 #
@@ -55,10 +55,17 @@ tail -n 3 "$OUT/gsplat_build.log"
 $PY -m pytest -q --tb=short -k gsplat tests/test_cuda_backend.py 2>&1 | tee -a "$OUT/tests.log"
 TESTS=$(grep -E '^[0-9]+ [a-z]+.* in [0-9.]+s' "$OUT/tests.log" | tr '\n' ' ')
 
-# 4. the benchmark against gsplat
+# 4. whole training runs on the real capture (it travels with ../shared): splat against gsplat
+if [ -d ../shared/real/bonsai ]; then
+    $PY tools/bench_train_gpu.py 2>&1 | tee "$OUT/train.log"
+else
+    echo "../shared/real/bonsai is not here: no training benchmark" | tee "$OUT/train.log"
+fi
+
+# 5. the rasterizer against gsplat
 $PY tools/bench_gpu.py "$@" 2>&1 | tee "$OUT/bench.log"
 
-# 5. sharded training under nccl with one rank against one process (the exchange's overhead)
+# 6. sharded training under nccl with one rank against one process (the exchange's overhead)
 D=$OUT/dist; rm -rf "$D"; mkdir -p "$D"
 $PY -c "import sys; sys.path.insert(0, 'tests'); from conftest import gaussian_dataset; gaussian_dataset('$D/data', views=16, size=256, n=20000)"
 for mode in one nccl; do
@@ -80,4 +87,5 @@ echo "== summary =="
 echo "sharded: $DIST"
 echo "build: $BUILD"
 echo "tests: $TESTS"
+sed -n '/^system /,/^training time/p' "$OUT/train.log"
 sed -n '/^ *size /,$p' "$OUT/bench.log"

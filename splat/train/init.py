@@ -126,3 +126,18 @@ def initial_store(points: torch.Tensor, colors: torch.Tensor, sh_degree: int, op
     quats[:, 0] = 1
     return GaussianStore.from_activated(points.float(), scales.float(), quats, torch.full((n,), float(opacity)),
                                         colors.float().clamp(0, 1), sh_degree=sh_degree)
+
+
+def starting_store(config, dataset: Dataset, scale: float, generator: torch.Generator) -> GaussianStore:
+    """The Gaussians a run of ``config`` (a TrainConfig with its cap set) starts from: the
+    dataset's points (or random ones) and a far sphere for the background, at most the cap,
+    scaled and made opaque as the chosen strategy starts them; ``scale`` is the scene scale.
+    Draws from ``generator``."""
+    count = min(config.init_count, config.cap)  # the cap holds from step 0
+    pts, cols = initial_points(dataset, count, config.init_extent * scale, generator)
+    n_sky = min(int(config.sky_fraction * count), config.cap - len(pts))
+    if n_sky > 0:
+        sky, sky_cols = sky_points(dataset, n_sky, config.sky_radius * scale, generator)
+        pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
+    settings = config.strategy_config()
+    return initial_store(pts, cols, config.sh_degree, opacity=settings.init_opacity, scale_factor=settings.init_scale)

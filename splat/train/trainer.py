@@ -36,7 +36,7 @@ from .appearance import Appearance
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import pick_device
-from .init import initial_points, initial_store, scene_scale, sky_points
+from .init import scene_scale, starting_store
 from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
 from .transients import TransientMasks
@@ -201,15 +201,7 @@ class Trainer:
         return self.config.cap
 
     def _init_gaussians(self) -> None:
-        c = self.config
-        count = min(c.init_count, c.cap)  # the cap holds from step 0
-        pts, cols = initial_points(self.dataset, count, c.init_extent * self.scene_scale, self.generator)
-        n_sky = min(int(c.sky_fraction * count), c.cap - len(pts))
-        if n_sky > 0:
-            sky, sky_cols = sky_points(self.dataset, n_sky, c.sky_radius * self.scene_scale, self.generator)
-            pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
-        store = initial_store(pts, cols, c.sh_degree, opacity=c.strategy_config().init_opacity,
-                              scale_factor=c.strategy_config().init_scale)
+        store = starting_store(self.config, self.dataset, self.scene_scale, self.generator)
         params = {k: v.to(self.device) for k, v in self._own_part(params_from_store(store)).items()}
         self.adam = Adam(params, self._learning_rates(0), fused=self.fused)
 
