@@ -6,7 +6,8 @@
 #   tools/gpu_check.sh                # from the repository root, on a machine with a GPU
 #
 # gsplat comes from wheels in .whl/ when present (a machine without network),
-# else from the environment. Logs go to $OUT (default /tmp/gpu_check).
+# else from the environment. Fetch it where pip works (its other needs are on the GPU image):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl gsplat==1.5.3 Logs go to $OUT (default /tmp/gpu_check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
