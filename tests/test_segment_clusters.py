@@ -92,6 +92,49 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
     assert precision > 0.95 and recall > 0.75, (precision, recall)
 
 
+def room() -> tuple[GaussianStore, torch.Tensor, list[Camera]]:
+    """The inside of a 4 x 4 x 2.4 room (label 0: floor, walls and ceiling, each wall striped in
+    its own colours) with a ball standing on the floor (label 1), and cameras inside looking out."""
+    g = torch.Generator().manual_seed(5)
+    n = 14000
+    shell = box_points(n, [4.0, 4.0, 2.4], [0.0, 0.0, 1.2], g)
+    axis = ((shell - torch.tensor([0.0, 0.0, 1.2])).abs() / torch.tensor([2.0, 2.0, 1.2])).argmax(1)
+    scales = torch.full((n, 3), 0.08)
+    scales[torch.arange(n), axis] = 0.004  # flat along each face
+    stripe = ((shell[:, 0] + shell[:, 1] + shell[:, 2]) * 3).floor().remainder(2)
+    face = axis * 2 + (shell[torch.arange(n), axis] > torch.tensor([0.0, 0.0, 1.2])[axis]).long()
+    palette = torch.rand(6, 2, 3, generator=g) * 0.6 + 0.2
+    colours = palette[face, stripe.long()]
+    d = torch.nn.functional.normalize(torch.randn(1500, 3, generator=g), dim=1)
+    ball = d * 0.35 + torch.tensor([0.8, 0.9, 0.35])
+    means = torch.cat([shell, ball])
+    scales = torch.cat([scales, torch.full((1500, 3), 0.04)])
+    colours = torch.cat([colours, torch.tensor([[0.9, 0.2, 0.1]]).expand(1500, 3)])
+    m = len(means)
+    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(m, 4).clone(),
+                                         torch.full((m,), 0.95), colours)
+    labels = torch.cat([torch.zeros(n), torch.ones(1500)]).long()
+    views = [Camera.look_at((0.3 * torch.cos(a), 0.3 * torch.sin(a), 1.1), (3 * torch.cos(a), 3 * torch.sin(a), 0.7),
+                            (0, 0, 1), 80, 96, 96) for a in torch.arange(12) * (2 * torch.pi / 12)]
+    return store, labels, views
+
+
+def test_in_a_room_floor_walls_and_ceiling_are_one_object_and_the_ball_another():
+    from splat.segment.click import GrowParams, scene_planes
+
+    store, truth, views = room()
+    assert len(scene_planes(store, GrowParams())) >= 5  # the floor, four walls (and the ceiling where seen)
+    clusters = prepare_clusters(store, views, backend="cpu")
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    for obj in (0, 1):
+        view = next(v for v in views if (render_labels(gt, v, backend="cpu") == obj).sum() > 200)
+        sel = pick_cluster(store, clusters, view, _centre_pixel(render_labels(gt, view, backend="cpu") == obj),
+                           backend="cpu")
+        precision, recall = _precision_recall(store, views, sel, truth == obj)
+        assert precision > 0.9 and recall > 0.8, (obj, precision, recall)
+
+
 def test_a_click_on_empty_background_is_nothing_there(prepared):
     store, _, views, clusters = prepared
     up = Camera.look_at((0.0, -4.0, 0.5), (0.0, 0.0, 10.0), (0, 1, 0), 40, 32, 32)  # looking at the sky

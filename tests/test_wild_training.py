@@ -39,11 +39,34 @@ def test_a_map_recovers_an_exposure_and_stays_centred():
     g = torch.Generator().manual_seed(0)
     render = torch.rand(40, 40, 3, generator=g) * 0.6
     photo = render * torch.tensor([1.3, 1.2, 1.25]) + 0.02
-    app = Appearance([0, 1], start=0, reg=0.0, device=torch.device("cpu"))
+    app = Appearance([0, 1], start=0, reg=0.0, device=torch.device("cpu"), spread=0.0)  # the gate open
     app.fit(0, render, photo, None, step=0)
     # the mean over the two views is the identity: view 0 takes half the exposure, view 1 the rest
     assert torch.allclose(app.maps.mean(0), torch.cat([torch.eye(3), torch.zeros(3, 1)], 1), atol=1e-6)
     assert torch.allclose(app.apply(render, 0) - app.apply(render, 1), photo - render, atol=1e-4)
+
+
+def test_maps_apply_only_when_their_gains_spread_beyond_one_exposure():
+    g = torch.Generator().manual_seed(2)
+    render = torch.rand(40, 40, 3, generator=g) * 0.6
+    views = list(range(6))
+
+    def fitted(gains):
+        app = Appearance(views, start=0, reg=0.0, device=torch.device("cpu"), spread=0.04)
+        for v, gain in zip(views, gains):
+            app.fit(v, render, render * gain, None, step=0)
+        return app
+
+    one_exposure = fitted([1.0, 1.02, 0.98, 1.01, 0.99, 1.0])  # the spread a clean capture's solves show
+    assert one_exposure.gate == 0.0
+    assert torch.equal(one_exposure.apply(render, 1), render)
+    wandering = fitted([0.7, 1.3, 1.0, 0.8, 1.2, 1.0])  # an auto exposure: spread about 0.2
+    assert wandering.gate == 1.0
+    a = wandering.maps[1]  # applied in full
+    assert torch.equal(wandering.apply(render, 1), render @ a[:, :3].T + a[:, 3])
+    assert float(a[0, 0]) > 1.2  # and it holds that view's brighter exposure
+    # between one and two times the spread, part of each map applies
+    assert 0.0 < fitted([0.94, 1.06, 1.0, 0.94, 1.06, 1.0]).gate < 1.0
 
 
 def test_masks_catch_a_blob_and_leave_a_clean_view_empty():
@@ -88,3 +111,46 @@ def test_flags_off_is_plain_training(tiny_scene, tmp_path):
     plain.train()
     assert plain.appearance is None and plain.transients is None
     assert not Run(tmp_path / "plain").masks_dir.exists()
+
+
+def _plane_view(camera):
+    """([H, W] camera depth, [H, W, 2] world x, y) of the ground plane z = 0 seen by ``camera``."""
+    K, V = camera.K.float(), camera.viewmat.float()
+    v, u = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
+    rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)  # z = 1
+    R, t = V[:3, :3], V[:3, 3]
+    origin, dirs = -R.T @ t, rays @ R  # world
+    depth = -origin[2] / dirs[..., 2]
+    return depth, (origin + depth[..., None] * dirs)[..., :2]
+
+
+def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
+    from splat import Camera
+
+    cams = [Camera.look_at(pos, (0, 0, 0), (0, 0, 1), 50, 64, 64) for pos in
+            [(0.3, -3.0, 2.0), (-0.3, -3.0, 2.0), (0.0, -3.3, 2.3), (0.4, -2.8, 1.8)]]
+    g = torch.Generator().manual_seed(3)
+    masks = TransientMasks(start=0, threshold=3.0, cameras=cams, views=[0, 1, 2, 3])
+    blob = torch.zeros(64, 64, dtype=torch.bool)
+    blob[6:22, 40:58] = True
+    for view in (1, 2, 3, 0):
+        depth, xy = _plane_view(cams[view])
+        render = torch.rand(64, 64, 3, generator=g) * 0.5 + 0.25
+        photo = render.clone()
+        unlearnt = (xy - torch.tensor([-0.2, 0.1])).norm(dim=-1) < 0.35  # a patch of the ground, in every view
+        photo[unlearnt] += 0.3
+        if view == 0:
+            photo[blob] = torch.tensor([0.95, 0.05, 0.9])  # a passer-by, in view 0 only
+        masks.weight(view, render, photo.clamp(0, 1), step=0, depth=depth[..., None])
+    got = masks.masks[0]
+    assert (got & blob).sum() / (got | blob).sum() > 0.6
+    depth, xy = _plane_view(cams[0])
+    unlearnt = (xy - torch.tensor([-0.2, 0.1])).norm(dim=-1) < 0.25  # its inside, away from the blur of the box
+    assert float(got[unlearnt].float().mean()) < 0.1
+    # without the other views, the same patch is masked
+    alone = TransientMasks(start=0, threshold=3.0)
+    render = torch.rand(64, 64, 3, generator=g) * 0.5 + 0.25
+    photo = render.clone()
+    photo[unlearnt] += 0.3
+    alone.weight(0, render, photo, step=0)
+    assert float(alone.masks[0][unlearnt].float().mean()) > 0.5

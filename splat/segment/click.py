@@ -12,10 +12,11 @@
    below the mean of its (2r+1)² neighbourhood stops the growth. Optionally a colour step
    larger than ``color_step`` stops it too (off by default: textured objects have strong
    colour edges inside them).
-   Scenes of objects standing on a floor or table get one more cue: the dominant plane of
-   the scene (RANSAC over the opaque Gaussians' centres, kept when it holds at least 15%
-   of them). A region never crosses between plane pixels and off-plane pixels, so a click
-   on an object stops where it meets the floor, and a click on the floor selects the floor.
+   Scenes of objects standing on a floor or table get one more cue: the scene's large
+   planes (``planes.support_planes``: the dominant one, and a room's walls and ceiling). A
+   region never crosses between plane pixels and off-plane pixels, so a click on an object
+   stops where it meets the floor, and a click on the floor selects the floor (in a room,
+   the floor with its walls).
 3. The regions are lifted with the same solve as label masks (``lift.assign_labels``).
 """
 
@@ -33,6 +34,7 @@ from ..errors import SplatError
 from ..render import rasterize
 from ..store import GaussianStore
 from .lift import assign_labels, label_votes
+from .planes import Plane, on_planes, support_planes
 
 
 @dataclass
@@ -44,8 +46,9 @@ class GrowParams:
     concave: float = 0.006
     radius: int = 2
     dilate: int = 0  # widen the stopping lines by this many pixels
-    plane: bool = True  # use the scene's dominant plane as a boundary
+    plane: bool = True  # use the scene's large planes as a boundary
     plane_tolerance: float = 0.01  # distance to the plane, as a fraction of the scene radius
+    more_planes: float = 0.06  # further planes holding this share of opaque centres count too (a room's walls)
     min_alpha: float = 0.5
     color_step: float | None = None
     max_side: int = 128  # views are rendered at most this large for growing and lifting
@@ -91,48 +94,9 @@ def concave_pixels(depth: torch.Tensor, radius: int, threshold: float) -> torch.
     return ((mean - f) > threshold * f)[0, 0] & (depth > 0)
 
 
-@dataclass
-class Plane:
-    """n·x + d = 0 in world coordinates; points within ``tolerance`` are on it."""
-
-    normal: torch.Tensor  # [3] float64 unit
-    offset: float
-    tolerance: float
-
-    def distance(self, X: torch.Tensor) -> torch.Tensor:
-        return (X.double() @ self.normal + self.offset).abs()
-
-
-def support_plane(store: GaussianStore, tolerance: float = 0.01, min_share: float = 0.15,
-                  iterations: int = 300, seed: int = 0) -> Plane | None:
-    """The scene's dominant plane: RANSAC over the centres of opaque Gaussians (inlier distance
-    ``tolerance`` × the scene radius), refitted to its inliers; None when it holds fewer
-    than ``min_share`` of them."""
-    from ..render.views import scene_center_radius
-
-    X = store.means.detach().double().cpu()[store.opacities.detach().cpu() > 0.5]
-    if len(X) < 10:
-        return None
-    center, radius = scene_center_radius(store)
-    X = X[(X - center).norm(dim=1) <= radius]
-    tol = tolerance * radius
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(X), (iterations, 3), generator=g)
-    a, b, c = X[idx[:, 0]], X[idx[:, 1]], X[idx[:, 2]]
-    n = torch.linalg.cross(b - a, c - a)
-    ok = n.norm(dim=1) > 1e-12
-    n, a = F.normalize(n[ok], dim=1), a[ok]
-    if not len(n):
-        return None
-    d = -(n * a).sum(1)
-    counts = ((X @ n.T + d).abs() < tol).sum(0)
-    best = int(counts.argmax())
-    inl = X[(X @ n[best] + d[best]).abs() < tol]
-    if len(inl) < min_share * len(X):
-        return None
-    mean = inl.mean(0)
-    normal = torch.linalg.svd(inl - mean, full_matrices=False).Vh[-1]
-    return Plane(normal, float(-(normal @ mean)), tol)
+def scene_planes(store: GaussianStore, p: GrowParams) -> list[Plane]:
+    """The planes ``p`` asks for (``planes.support_planes``); none with ``p.plane`` off."""
+    return support_planes(store, p.plane_tolerance, more_share=p.more_planes) if p.plane else []
 
 
 def depth_jumps(depth: torch.Tensor, p: GrowParams, dim: int) -> torch.Tensor:
@@ -166,29 +130,7 @@ def _edge_ok(s: _Surface, blocked: torch.Tensor, a: tuple, b: tuple, p: GrowPara
     return ok
 
 
-def _on_plane(s: _Surface, plane: Plane) -> torch.Tensor:
-    """[H, W] bool: pixels whose surface point lies on ``plane``.
-
-    Rendered depth is biased towards the camera by up to a Gaussian's extent (the
-    transmittance falls at the near side of the footprints), so the plane's offset is
-    re-estimated in each view: the median signed distance of the pixels near the plane,
-    with a window that shrinks to three robust standard deviations."""
-    V = s.camera.viewmat.float()
-    world = (s.points - V[:3, 3]) @ V[:3, :3]  # camera -> world: R^T (p - t)
-    signed = (world.double() @ plane.normal + plane.offset)
-    valid = s.depth > 0
-    centre, window = 0.0, 4 * plane.tolerance
-    for _ in range(3):
-        near = valid & ((signed - centre).abs() < window)
-        if int(near.sum()) < 20:
-            return torch.zeros_like(valid)
-        centre = float(signed[near].median())
-        mad = float((signed[near] - centre).abs().median())
-        window = min(max(3 * 1.4826 * mad, 0.5 * plane.tolerance), 4 * plane.tolerance)
-    return valid & ((signed - centre).abs() < window)
-
-
-def crossable(s: _Surface, p: GrowParams, plane: Plane | None = None, seed_yx: tuple[int, int] | None = None,
+def crossable(s: _Surface, p: GrowParams, planes: Sequence[Plane] = (), seed_yx: tuple[int, int] | None = None,
               concave: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """([H, W-1], [H-1, W]) bool: whether growth may cross each horizontal and vertical pixel
     edge: no depth jump, both opaque, neither on a concave line (``concave``), and not between
@@ -196,7 +138,7 @@ def crossable(s: _Surface, p: GrowParams, plane: Plane | None = None, seed_yx: t
     plane is the only one open (the floor clicked: the floor; an object: off the floor)."""
     H, W = s.alpha.shape
     blocked = concave_pixels(s.depth, p.radius, p.concave) if concave else torch.zeros(H, W, dtype=torch.bool)
-    on = _on_plane(s, plane) if plane is not None else None
+    on = on_planes(s, planes) if planes else None
     if on is not None and seed_yx is not None:
         blocked = ~on if on[seed_yx] else blocked | on  # on the floor, concave lines do not stop it
     if p.dilate > 0:
@@ -214,10 +156,10 @@ def crossable(s: _Surface, p: GrowParams, plane: Plane | None = None, seed_yx: t
     return right, down
 
 
-def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, plane: Plane | None = None) -> torch.Tensor:
+def grow_region(s: _Surface, seed_yx: tuple[int, int], p: GrowParams, planes: Sequence[Plane] = ()) -> torch.Tensor:
     """[H, W] bool: pixels connected to ``seed_yx`` through crossable edges."""
     H, W = s.alpha.shape
-    right, down = crossable(s, p, plane, seed_yx)
+    right, down = crossable(s, p, planes, seed_yx)
     mask = torch.zeros(H, W, dtype=torch.bool)
     mask[seed_yx] = True
     while True:
@@ -270,7 +212,7 @@ def click_masks(store: GaussianStore, seeds: torch.Tensor, cameras: Sequence[Cam
     """Per view where a seed is visible: (its camera at the growing size, [H, W] 0/1 region);
     empty lists where no view sees one."""
     cams, masks = [], []
-    plane = support_plane(store, params.plane_tolerance) if params.plane else None
+    planes = scene_planes(store, params)
     step = max(1, math.ceil(len(cameras) / params.max_views))
     for cam in list(cameras)[::step]:
         cam = _scaled(cam, params.max_side)
@@ -285,7 +227,7 @@ def click_masks(store: GaussianStore, seeds: torch.Tensor, cameras: Sequence[Cam
             if s.depth[yx] <= 0 or abs(float(s.depth[yx]) - d) > params.jump * 2 * d:
                 continue  # occluded here
             visible = True
-            region |= grow_region(s, yx, params, plane)
+            region |= grow_region(s, yx, params, planes)
         if visible:
             cams.append(cam)
             masks.append(region.long())

@@ -41,9 +41,11 @@ from ..camera import Camera
 from ..errors import SplatError
 from ..render import rasterize
 from ..store import GaussianStore
-from .click import GrowParams, _scaled, _surface, check_pixel, support_plane
+from .click import GrowParams, _scaled, _surface, check_pixel, scene_planes
+from .planes import near_planes
 from .lift import label_votes
-from .linkage import absorb_small, average_linkage, cluster_linkage, edge_agreement, join_isolated, neighbour_edges
+from .linkage import (absorb_small, average_linkage, cluster_linkage, edge_agreement, join_isolated, join_planar,
+                      neighbour_edges)
 from .segments2d import ColourParams, colour_segments, geometric_segments
 
 LEVELS = ("object", "group")  # the first is what a click picks
@@ -63,7 +65,8 @@ class ClusterParams:
     object_edges: float = 0.85  # the same for the colour table, inside a group
     object_clusters: float = 0.3  # mean histogram cosine to join clusters at the object level
     min_cluster: int = 50  # smaller clusters join their strongest neighbour
-    keep_plane: bool = True  # a group lying on the scene's plane (a floor, a table top) is not split by colour
+    keep_plane: bool = True  # a group lying on the scene's planes (a floor, a table top, a room's shell) is not split by colour
+    plane_share: float = 0.6  # ... an object cluster is a plane's piece when this share of it lies on them
 
 
 @dataclass
@@ -142,11 +145,11 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     t0 = time.perf_counter()
     step = max(1, math.ceil(len(cameras) / p.max_views))
     views = [_scaled(c, p.max_side) for c in list(cameras)[::step]]
-    plane = support_plane(store, p.grow.plane_tolerance) if p.grow.plane else None
+    planes = scene_planes(store, p.grow)
     geometric, colour = [], []
     for v, cam in enumerate(views):
         s = _surface(store, cam, backend)
-        geometric.append(geometric_segments(s, plane, p.grow))
+        geometric.append(geometric_segments(s, planes, p.grow))
         colour.append(colour_segments(s, geometric[-1], p.grow, p.colour))
         if progress:
             progress(v + 1, 2 * len(views))
@@ -163,15 +166,15 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     group = absorb_small(average_linkage(len(store), edges, agree, p.group), edges, agree, p.min_cluster)
     group = join_isolated(group, store.means, seen.numpy(), p.min_cluster)
     inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
-    whole = np.zeros(int(group.max()) + 1, bool)  # groups that stay one object
-    if plane is not None and p.keep_plane:
-        on = (plane.distance(store.means.detach().cpu()) < plane.tolerance).numpy()
-        whole = np.bincount(group, on) / np.bincount(group) >= 0.8
     agree = edge_agreement(tc, inside)
     obj = average_linkage(len(store), inside, agree, p.object_edges)
     obj = absorb_small(cluster_linkage(obj, inside, tc.numpy(), p.object_clusters), inside, agree, p.min_cluster)
     obj = join_isolated(obj, store.means, seen.numpy(), p.min_cluster, within=group)
-    obj = np.where(whole[group], obj.max() + 1 + group, obj)
+    if planes and p.keep_plane:  # the planes' pieces are one object, whatever their colours
+        # centres lie in a slab a few tolerances thick: within 2 of a plane, 84 % of the room
+        # scene's shell, and at most 27 % of any object of the built-in scenes
+        on = near_planes(planes, store.means.detach().cpu(), widen=2.0).numpy()
+        obj = join_planar(obj, edges, np.bincount(obj, on) / np.bincount(obj) >= p.plane_share)
     labels = {}
     for level, lab in (("object", obj), ("group", group)):
         lab = np.where(seen.numpy(), lab, -1)

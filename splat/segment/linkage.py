@@ -197,3 +197,19 @@ def join_isolated(label: np.ndarray, means: torch.Tensor, keep: np.ndarray, min_
     dst = label[cand[has, first[has]]]
     dist = np.linalg.norm(X[members[has]] - X[cand[has, first[has]]], axis=1)
     return _join_pointers(label, len(sizes), src, dst, dist)  # per small cluster, its nearest outside centre
+
+
+def join_planar(label: np.ndarray, edges: np.ndarray, planar: np.ndarray) -> np.ndarray:
+    """Clusters flagged ``planar`` (per cluster id) that neighbour each other (an edge between
+    their members) become one cluster: a floor, or a room's floor, walls and ceiling, that
+    texture or view coverage cut into pieces. Other clusters stay as they are. Dense ids."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    label = np.unique(label, return_inverse=True)[1]
+    m = int(label.max()) + 1
+    a, b = label[edges[:, 0]], label[edges[:, 1]]
+    keep = planar[a] & planar[b] & (a != b)
+    _, comp = connected_components(coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(m, m)),
+                                   directed=False)
+    return np.unique(comp[label], return_inverse=True)[1]

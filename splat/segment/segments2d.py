@@ -20,12 +20,14 @@ Both return [H, W] int64 ids 1..S, 0 where the view shows no surface (opacity be
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .click import GrowParams, Plane, _Surface, crossable
+from .click import GrowParams, _Surface, crossable
+from .planes import Plane
 
 
 @dataclass
@@ -51,13 +53,14 @@ def _dense(ids: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def geometric_segments(s: _Surface, plane: Plane | None, p: GrowParams) -> np.ndarray:
-    """[H, W] segment ids of the regions bounded by depth jumps and the plane's outline."""
+def geometric_segments(s: _Surface, planes: Sequence[Plane], p: GrowParams) -> np.ndarray:
+    """[H, W] segment ids of the regions bounded by depth jumps and the outline of the scene's
+    planes (``planes.support_planes``)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     H, W = s.alpha.shape
-    right, down = crossable(s, p, plane, concave=False)
+    right, down = crossable(s, p, planes, concave=False)
     idx = np.arange(H * W).reshape(H, W)
     a = np.concatenate([idx[:, :-1][right.numpy()], idx[:-1][down.numpy()]])
     b = np.concatenate([idx[:, 1:][right.numpy()], idx[1:][down.numpy()]])

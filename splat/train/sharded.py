@@ -94,7 +94,7 @@ class ShardedTrainer(Trainer):
         rendered = []
         for k, p in mine.items():
             color, alpha = blend_stage(p, cams[k], bg, self.backend)
-            rendered.append((views[k], color, alpha))
+            rendered.append((views[k], color, alpha, None))
         self._compute_seconds = time.perf_counter() - t0
         self._step_shapes = [(cam.height, cam.width) for cam in cams]
         # every rank must reach the backward exchange, with or without a camera of its own

@@ -146,10 +146,11 @@ class Trainer:
             from .fused import train_extension
 
             self.fused = train_extension()
-        self.appearance = (Appearance(dataset.train, config.appearance_start, config.appearance_reg, self.device)
+        self.appearance = (Appearance(dataset.train, config.appearance_start, config.appearance_reg, self.device,
+                                      config.appearance_spread)
                            if config.appearance else None)
-        self.transients = TransientMasks(config.transients_start, config.transients_threshold) \
-            if config.transients else None
+        self.transients = TransientMasks(config.masks_start(), config.transients_threshold, dataset.cameras,
+                                         dataset.train) if config.transients else None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -190,7 +191,7 @@ class Trainer:
         strategy = MCMCStrategy if c.strategy == "mcmc" else ADCStrategy
         settings = c.strategy_config()
         if c.transients:  # growth waits until the masks have settled (RobustSplat's delayed densification)
-            settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.transients_start))
+            settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.masks_start()))
         return strategy(self._strategy_generator(), self.scene_scale, cap=self._local_cap(), config=settings)
 
     def _strategy_generator(self) -> torch.Generator:
@@ -328,7 +329,7 @@ class Trainer:
         store = store_from_params(self.adam.params, sh_degree)
         rendered, results, extra_loss = self._render(store, views, bg, sh_degree)
         photo, alpha_loss, psnrs = [], [], []
-        for i, image, predicted_alpha in rendered:
+        for i, image, predicted_alpha, depth in rendered:
             rgb, alpha, mask = self.view_images(i)
             target = rgb if alpha is None else rgb * alpha + bg * (1 - alpha)
             weight = mask
@@ -338,7 +339,8 @@ class Trainer:
                 image = self.appearance.apply(image, i)
                 weight = _times(weight, self.appearance.unsaturated(image, target))
             if self.transients is not None:
-                weight = _times(weight, self.transients.weight(i, image.detach(), target, step))
+                weight = _times(weight, self.transients.weight(i, image.detach(), target, step,
+                                                               None if depth is None else depth.detach()))
             photo.append(photometric_loss(image, target, weight, c.ssim_weight, fused=self.fused is not None))
             if alpha is not None and c.alpha_weight > 0:
                 alpha_loss.append(l1(predicted_alpha, alpha))
@@ -369,8 +371,8 @@ class Trainer:
 
     # -- the parts a sharded trainer replaces (splat.train.sharded) ---------------------------------
     def _render(self, store: GaussianStore, views: list[int], bg: torch.Tensor, sh_degree: int):
-        """Render the batch: ([(view, color [H, W, 3], alpha [H, W, 1]) per view], the RenderResults
-        the strategy reads, an extra loss term or None)."""
+        """Render the batch: ([(view, color [H, W, 3], alpha [H, W, 1], depth [H, W, 1] or None)
+        per view], the RenderResults the strategy reads, an extra loss term or None)."""
         c = self.config
         rendered, results = [], []
         for group in self._same_size(views):
@@ -379,7 +381,7 @@ class Trainer:
                                background=bg, mode=c.mode, contributions=False,
                                absgrad=c.strategy == "adc" and c.adc.absgrad)
             results.append(result)
-            rendered += [(i, result.color[k], result.alpha[k]) for k, i in enumerate(group)]
+            rendered += [(i, result.color[k], result.alpha[k], result.depth[k]) for k, i in enumerate(group)]
         return rendered, results, None
 
     def _regularizer(self) -> torch.Tensor | float:
