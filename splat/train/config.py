@@ -119,8 +119,8 @@ class TrainConfig:
     transients: bool = _opt(False, "Keep passers-by out of the scene: pixels whose residual stands out "
                                    "(smoothed, against a running threshold) leave the loss; growth waits for "
                                    "the masks; RUN/masks/ holds them.")
-    transients_start: int | None = _opt(None, "Step from which transient masks are computed (default: the "
-                                              "strategy's refine start); growth begins no earlier than twice this.")
+    transients_start: int = _opt(100, "Step from which transient masks are computed; growth begins no earlier "
+                                      "than twice this.")
     transients_threshold: float = _opt(3.0, "A pixel is transient when its smoothed residual exceeds this many "
                                             "times the running median residual.")
     checkpoint_every: int = _opt(1000, "Steps between checkpoints.")
@@ -136,13 +136,6 @@ class TrainConfig:
                 setattr(self, name, cls())
             elif isinstance(value, dict):
                 setattr(self, name, _strategy_config(cls, value, name))
-
-    def masks_start(self) -> int:
-        """The step transient masks start at: when set, ``transients_start``, else when the
-        strategy starts refining (before it the scene is too rough for its residual to say
-        what is transient: on the clean capture bonsai, masks from step 100 covered 14 % of
-        the photos at step 300 and still 3 % at step 3000)."""
-        return self.transients_start if self.transients_start is not None else self.strategy_config().refine_start
 
     def strategy_config(self):
         """The chosen strategy's settings (MCMCConfig or ADCConfig)."""
@@ -173,7 +166,7 @@ class TrainConfig:
             raise SplatError(f"seed {self.seed} must be in 0..2^63-1")
         if self.mode not in ("classic", "antialiased"):
             raise SplatError(f"mode '{self.mode}' must be classic or antialiased")
-        if self.transients and int(self.masks_start()) < 1:
+        if self.transients and int(self.transients_start) < 1:
             raise SplatError(f"transients-start {self.transients_start} must be a positive integer")
         if not self.transients_threshold > 1:
             raise SplatError(f"transients-threshold {self.transients_threshold} must be above 1")

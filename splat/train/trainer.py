@@ -149,7 +149,7 @@ class Trainer:
         self.appearance = (Appearance(dataset.train, config.appearance_start, config.appearance_reg, self.device,
                                       config.appearance_spread)
                            if config.appearance else None)
-        self.transients = TransientMasks(config.masks_start(), config.transients_threshold, dataset.cameras,
+        self.transients = TransientMasks(config.transients_start, config.transients_threshold, dataset.cameras,
                                          dataset.train) if config.transients else None
 
     # -- construction -------------------------------------------------------------------------
@@ -191,7 +191,7 @@ class Trainer:
         strategy = MCMCStrategy if c.strategy == "mcmc" else ADCStrategy
         settings = c.strategy_config()
         if c.transients:  # growth waits until the masks have settled (RobustSplat's delayed densification)
-            settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.masks_start()))
+            settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.transients_start))
         return strategy(self._strategy_generator(), self.scene_scale, cap=self._local_cap(), config=settings)
 
     def _strategy_generator(self) -> torch.Generator:

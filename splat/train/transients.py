@@ -18,9 +18,10 @@ high while the rest falls. Every time a training view is used (from ``start`` on
    surface) fails in every photo that sees it. So each flagged cell of the view (CELL x CELL
    pixels) is carried by its rendered depth into the ``OTHERS`` nearest training views that
    have been seen (where their own rendered depth agrees, i.e. the point is not hidden
-   there), and it stays transient unless most of them flagged it too at their last visit.
-   On the clean real capture bonsai, without this, 3 % of the photos stayed masked (windows,
-   the far background) and held-out PSNR fell 0.9 dB;
+   there), and it stays transient unless most of them had a raised residual there too (half
+   their threshold or more) at their last visit. On the clean real capture bonsai, without
+   this, 3 % of the photos stayed masked (windows, the far background) and held-out PSNR
+   fell 0.9 dB;
 4. the mask is closed (dilated, then eroded, by one pixel) to fill the pinholes that
    textures matching the background leave, and its pixels get weight 0 in the loss.
 
@@ -39,8 +40,9 @@ EMA = 0.9  # weight of the past in the running median
 # relative to the median alone, a scene fitted well would lose its edges and textures to the mask
 FLOOR = 0.1
 CELL = 4  # pixels a side of the cells the views compare (and keep their residuals at)
-OTHERS = 4  # views each flagged cell is checked in
-DEPTH_AGREES = 0.1  # relative depth difference below which a point is visible in another view
+OTHERS = 12  # nearest views (by camera centre) each flagged cell is checked in, where they see it
+DEPTH_AGREES = 0.25  # relative depth difference below which a point is visible in another view
+ELEVATED = 0.5  # another view fails there too when its residual is this share of its threshold
 
 
 def _box_channels(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,7 +107,7 @@ class TransientMasks:
             there = dz[cy, cx]
             visible = inside & (there > 0) & ((there - q[:, 2]).abs() < DEPTH_AGREES * there)
             seen += visible
-            votes += visible & (ratio[cy, cx] >= 1)
+            votes += visible & (ratio[cy, cx] >= ELEVATED)
         out[ys, xs] = (seen >= 2) & (votes * 2 > seen)
         return out
 
