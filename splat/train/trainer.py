@@ -336,8 +336,9 @@ class Trainer:
             if self.appearance is not None:  # the view's map, fitted where its last mask keeps pixels
                 kept = self.transients.last_weight(i, image.dtype) if self.transients is not None else None
                 self.appearance.fit(i, image.detach(), target, _times(weight, kept), step)
-                image = self.appearance.apply(image, i)
-                weight = _times(weight, self.appearance.unsaturated(image, target))
+                if self.appearance.gate > 0:  # shut, the maps are the identity: the plain loss
+                    image = self.appearance.apply(image, i)
+                    weight = _times(weight, self.appearance.unsaturated(image, target))
             if self.transients is not None:
                 weight = _times(weight, self.transients.weight(i, image.detach(), target, step,
                                                                None if depth is None else depth.detach()))
