@@ -154,3 +154,44 @@ def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
     photo[unlearnt] += 0.3
     alone.weight(0, render, photo, step=0)
     assert float(alone.masks[0][unlearnt].float().mean()) > 0.5
+
+
+def test_a_blob_no_other_view_can_check_is_not_masked():
+    """The same blob as above, but the other views' depths put a wall in front of the ground:
+    none of them sees the point, so nothing shows the blob to be transient."""
+    from splat import Camera
+
+    cams = [Camera.look_at(pos, (0, 0, 0), (0, 0, 1), 50, 64, 64) for pos in
+            [(0.3, -3.0, 2.0), (-0.3, -3.0, 2.0), (0.0, -3.3, 2.3), (0.4, -2.8, 1.8)]]
+    g = torch.Generator().manual_seed(3)
+    blob = torch.zeros(64, 64, dtype=torch.bool)
+    blob[6:22, 40:58] = True
+    checked, unchecked = (TransientMasks(start=0, threshold=3.0, cameras=cams, views=[0, 1, 2, 3]) for _ in range(2))
+    for view in (1, 2, 3, 0):
+        depth, _ = _plane_view(cams[view])
+        render = torch.rand(64, 64, 3, generator=g) * 0.5 + 0.25
+        photo = render.clone()
+        if view == 0:
+            photo[blob] = torch.tensor([0.95, 0.05, 0.9])
+        checked.weight(view, render, photo, step=0, depth=depth[..., None])
+        wall = depth if view == 0 else torch.full_like(depth, 0.5)  # the others see something near them
+        unchecked.weight(view, render, photo, step=0, depth=wall[..., None])
+    assert (checked.masks[0] & blob).sum() / (checked.masks[0] | blob).sum() > 0.6
+    assert not unchecked.masks[0].any()
+
+
+def test_a_strip_narrower_than_the_box_is_not_masked_and_a_blob_is():
+    g = torch.Generator().manual_seed(2)
+    photo = torch.rand(160, 160, 3, generator=g) * 0.5 + 0.25
+    render = photo.clone()
+    occluded = photo.clone()
+    # the same error (+0.3) along a 2 px highlight, flagged narrower than the 5 px box, and over a passer-by
+    occluded[100:102, 10:150] += 0.3
+    occluded[20:60, 40:80] += 0.3
+    masks = TransientMasks(start=0, threshold=3.0)
+    masks.weight(0, render, occluded, step=0)
+    got = masks.masks[0]
+    assert not got[95:110].any()
+    truth = torch.zeros(160, 160, dtype=torch.bool)
+    truth[20:60, 40:80] = True
+    assert (got & truth).sum() / (got | truth).sum() > 0.8
