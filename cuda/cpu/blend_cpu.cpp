@@ -79,6 +79,14 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             done[p] = (state_x(p) < tw && state_y(p) < th) ? T(0) : T(1);
             n_live += done[p] == T(0);
         }
+        // chunks with a pixel still blending: a Gaussian's chunks where every pixel has
+        // ended (or is past the image edge) would take alpha 0 everywhere, so they are skipped
+        uint32_t live_chunks = 0;
+        for (int q = 0; q < MAX_CHUNKS; ++q) {
+            T all_done = T(1);
+            for (int i = 0; i < CHUNK; ++i) all_done = std::min(all_done, done[q * CHUNK + i]);
+            live_chunks |= uint32_t(all_done == T(0)) << q;
+        }
         const int32_t start = offsets[t], end = offsets[t + 1];
         for (int32_t k = start; k < end && n_live > 0; ++k) {
             const int32_t g = ids[k];
@@ -89,7 +97,7 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             T w_lane[CHUNK] = {}, stop_lane[CHUNK] = {};
             const T ent = T(entry);
             // the chunks (4 x 2 pixels) this Gaussian can reach in this tile
-            const int nseg = chunk_list(uint32_t(masks[k]), tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy0, seg_dy1);
+            const int nseg = chunk_list(uint32_t(masks[k]) & live_chunks, tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy0, seg_dy1);
             // phase 1: alphas, independent across chunks (keeps the exp pipelines full)
             for (int sgi = 0; sgi < nseg; ++sgi) {
                 const T sx = seg_x[sgi], dy0 = seg_dy0[sgi], dy1 = seg_dy1[sgi];  // scalars: a vector loop
@@ -119,11 +127,18 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
                             pair_label[size_t(k) * num_labels + labels[int64_t(ty0 + y) * width + tx0 + x]] += wbuf[i];
                     }
             }
-            T w_sum = 0;
+            T w_sum = 0, stopped = 0;
             for (int i = 0; i < CHUNK; ++i) {
                 w_sum += w_lane[i];
-                n_live -= int(stop_lane[i]);
+                stopped += stop_lane[i];
             }
+            n_live -= int(stopped);
+            if (stopped > T(0))  // a pixel ended in one of this Gaussian's chunks: is its chunk done?
+                for (int sgi = 0; sgi < nseg; ++sgi) {
+                    T all_done = T(1);
+                    for (int i = 0; i < CHUNK; ++i) all_done = std::min(all_done, done[seg_p[sgi] + i]);
+                    live_chunks &= all_done == T(0) ? ~0u : ~(1u << (seg_p[sgi] / CHUNK));
+                }
             pair_w[k] = w_sum;
         }
         for (int y = 0; y < th; ++y)
@@ -189,6 +204,13 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
                 lst[p] = T(last[pix]);
                 max_last = std::max(max_last, last[pix]);
             }
+        // per chunk, the last entry any of its pixels took: a Gaussian at or after it
+        // changes none of the chunk's pixels, so the back walk skips the chunk there
+        T chunk_last[MAX_CHUNKS];
+        for (int q = 0; q < MAX_CHUNKS; ++q) {
+            chunk_last[q] = T(0);
+            for (int i = 0; i < CHUNK; ++i) chunk_last[q] = std::max(chunk_last[q], lst[q * CHUNK + i]);
+        }
         const int32_t start = offsets[t];
         for (int32_t j = max_last - 1; j >= 0; --j) {
             const int32_t k = start + j, g = ids[k];
@@ -203,7 +225,9 @@ void blend_backward(int64_t N, const T* means2d, const T* conics, const T* opaci
             T l_ca[CHUNK] = {}, l_cb[CHUNK] = {}, l_cc[CHUNK] = {}, l_mx[CHUNK] = {}, l_my[CHUNK] = {};
             T l_o[CHUNK] = {}, l_c0[CHUNK] = {}, l_c1[CHUNK] = {}, l_c2[CHUNK] = {}, l_z[CHUNK] = {};
             T l_ax[CHUNK] = {}, l_ay[CHUNK] = {};  // sums of each pixel's |d loss / d mean2d| (absgrad)
-            const int nseg = chunk_list(uint32_t(masks[k]), tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy0, seg_dy1);
+            uint32_t reached = 0;
+            for (int q = 0; q < MAX_CHUNKS; ++q) reached |= uint32_t(jt < chunk_last[q]) << q;
+            const int nseg = chunk_list(uint32_t(masks[k]) & reached, tx0, ty0, L.mean2d.y, seg_p, seg_x, seg_dy0, seg_dy1);
             // phase 1: falloff and alpha, independent across chunks
             for (int sgi = 0; sgi < nseg; ++sgi) {
                 const T sx = seg_x[sgi], dy0 = seg_dy0[sgi], dy1 = seg_dy1[sgi];
