@@ -117,7 +117,8 @@ class TrainConfig:
     appearance_spread: float = _opt(0.04, "The maps act only where their gains spread (RMS of gain - 1) above "
                                           "this, in full from twice it: below, one exposure (0: always in full).")
     transients: bool = _opt(False, "Keep passers-by out of the scene: pixels whose residual stands out "
-                                   "(smoothed, against a running threshold) leave the loss; growth waits for "
+                                   "(smoothed, against a running threshold) and that other views see fitted "
+                                   "leave the loss; growth waits for "
                                    "the masks; RUN/masks/ holds them.")
     transients_start: int = _opt(100, "Step from which transient masks are computed; growth begins no earlier "
                                       "than twice this.")
