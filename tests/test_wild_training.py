@@ -151,7 +151,7 @@ def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
     alone = TransientMasks(start=0, threshold=3.0)
     render = torch.rand(64, 64, 3, generator=g) * 0.5 + 0.25
     photo = render.clone()
-    photo[unlearnt] += 0.3
+    photo[(xy - torch.tensor([-0.2, 0.1])).norm(dim=-1) < 0.35] += 0.3
     alone.weight(0, render, photo, step=0)
     assert float(alone.masks[0][unlearnt].float().mean()) > 0.5
 
@@ -195,3 +195,16 @@ def test_a_strip_narrower_than_the_box_is_not_masked_and_a_blob_is():
     truth = torch.zeros(160, 160, dtype=torch.bool)
     truth[20:60, 40:80] = True
     assert (got & truth).sum() / (got | truth).sum() > 0.8
+
+
+def test_a_region_under_one_percent_of_the_view_is_not_masked():
+    g = torch.Generator().manual_seed(5)
+    photo = torch.rand(100, 100, 3, generator=g) * 0.5 + 0.25
+    occluded = photo.clone()
+    occluded[10:18, 10:18] += 0.4  # 64 px: 0.64 % of the view, a glint
+    occluded[50:62, 50:62] += 0.4  # 144 px: 1.44 %
+    masks = TransientMasks(start=0, threshold=3.0)
+    masks.weight(0, photo, occluded, step=0)
+    got = masks.masks[0]
+    assert not got[:30, :30].any()
+    assert got[52:60, 52:60].all()
