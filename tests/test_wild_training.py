@@ -124,15 +124,21 @@ def _plane_view(camera):
     return depth, (origin + depth[..., None] * dirs)[..., :2]
 
 
-def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
+def _four_views_and_a_blob():
+    """(4 cameras looking at the ground from nearby, [64, 64] bool: a passer-by's pixels in view 0)."""
     from splat import Camera
 
     cams = [Camera.look_at(pos, (0, 0, 0), (0, 0, 1), 50, 64, 64) for pos in
             [(0.3, -3.0, 2.0), (-0.3, -3.0, 2.0), (0.0, -3.3, 2.3), (0.4, -2.8, 1.8)]]
-    g = torch.Generator().manual_seed(3)
-    masks = TransientMasks(start=0, threshold=3.0, cameras=cams, views=[0, 1, 2, 3])
     blob = torch.zeros(64, 64, dtype=torch.bool)
     blob[6:22, 40:58] = True
+    return cams, blob
+
+
+def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
+    cams, blob = _four_views_and_a_blob()
+    g = torch.Generator().manual_seed(3)
+    masks = TransientMasks(start=0, threshold=3.0, cameras=cams, views=[0, 1, 2, 3])
     for view in (1, 2, 3, 0):
         depth, xy = _plane_view(cams[view])
         render = torch.rand(64, 64, 3, generator=g) * 0.5 + 0.25
@@ -159,13 +165,8 @@ def test_what_every_view_fails_on_is_not_transient_and_a_blob_in_one_view_is():
 def test_a_blob_no_other_view_can_check_is_not_masked():
     """The same blob as above, but the other views' depths put a wall in front of the ground:
     none of them sees the point, so nothing shows the blob to be transient."""
-    from splat import Camera
-
-    cams = [Camera.look_at(pos, (0, 0, 0), (0, 0, 1), 50, 64, 64) for pos in
-            [(0.3, -3.0, 2.0), (-0.3, -3.0, 2.0), (0.0, -3.3, 2.3), (0.4, -2.8, 1.8)]]
+    cams, blob = _four_views_and_a_blob()
     g = torch.Generator().manual_seed(3)
-    blob = torch.zeros(64, 64, dtype=torch.bool)
-    blob[6:22, 40:58] = True
     checked, unchecked = (TransientMasks(start=0, threshold=3.0, cameras=cams, views=[0, 1, 2, 3]) for _ in range(2))
     for view in (1, 2, 3, 0):
         depth, _ = _plane_view(cams[view])

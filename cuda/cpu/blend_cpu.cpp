@@ -81,12 +81,13 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
         }
         // chunks with a pixel still blending: a Gaussian's chunks where every pixel has
         // ended (or is past the image edge) would take alpha 0 everywhere, so they are skipped
-        uint32_t live_chunks = 0;
-        for (int q = 0; q < MAX_CHUNKS; ++q) {
+        auto chunk_done = [&done](int q) {
             T all_done = T(1);
             for (int i = 0; i < CHUNK; ++i) all_done = std::min(all_done, done[q * CHUNK + i]);
-            live_chunks |= uint32_t(all_done == T(0)) << q;
-        }
+            return all_done != T(0);
+        };
+        uint32_t live_chunks = 0;
+        for (int q = 0; q < MAX_CHUNKS; ++q) live_chunks |= uint32_t(!chunk_done(q)) << q;
         const int32_t start = offsets[t], end = offsets[t + 1];
         for (int32_t k = start; k < end && n_live > 0; ++k) {
             const int32_t g = ids[k];
@@ -134,11 +135,8 @@ void blend_forward(int64_t N, const T* means2d, const T* conics, const T* opacit
             }
             n_live -= int(stopped);
             if (stopped > T(0))  // a pixel ended in one of this Gaussian's chunks: is its chunk done?
-                for (int sgi = 0; sgi < nseg; ++sgi) {
-                    T all_done = T(1);
-                    for (int i = 0; i < CHUNK; ++i) all_done = std::min(all_done, done[seg_p[sgi] + i]);
-                    live_chunks &= all_done == T(0) ? ~0u : ~(1u << (seg_p[sgi] / CHUNK));
-                }
+                for (int sgi = 0; sgi < nseg; ++sgi)
+                    if (chunk_done(seg_p[sgi] / CHUNK)) live_chunks &= ~(1u << (seg_p[sgi] / CHUNK));
             pair_w[k] = w_sum;
         }
         for (int y = 0; y < th; ++y)
