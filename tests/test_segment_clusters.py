@@ -92,6 +92,38 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
     assert precision > 0.95 and recall > 0.75, (precision, recall)
 
 
+def touching_balls() -> tuple[GaussianStore, torch.Tensor]:
+    """A floor (label 0) and two balls of one colour side by side (1, 2), touching: from some
+    views no depth step and no colour edge parts them, only the fold between them."""
+    g = torch.Generator().manual_seed(2)
+    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    r = 0.35
+    balls = [torch.nn.functional.normalize(torch.randn(1500, 3, generator=g), dim=1) * r + torch.tensor([x, 0.0, r])
+             for x in (-r, r)]
+    means = torch.cat([floor, *balls])
+    n = len(means)
+    scales = torch.full((n, 3), 0.04)
+    scales[:4000, 2] = 0.005
+    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.9, 0.2, 0.1]]).expand(3000, 3)])
+    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
+                                         torch.full((n,), 0.95), colours)
+    return store, torch.cat([torch.zeros(4000), torch.ones(1500), torch.full((1500,), 2)]).long()
+
+
+def test_the_object_level_splits_touching_objects_of_one_colour_at_their_crease():
+    store, truth = touching_balls()
+    views = cams(12, 128)
+    clusters = prepare_clusters(store, views, backend="cpu")
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    view = views[0]
+    labels = render_labels(gt, view, backend="cpu")
+    for obj in (1, 2):
+        sel = pick_cluster(store, clusters, view, _centre_pixel(labels == obj), "object", backend="cpu")
+        precision, recall = _precision_recall(store, views, sel, truth == obj)
+        assert precision > 0.95 and recall > 0.9, (obj, precision, recall)
+
+
 def room() -> tuple[GaussianStore, torch.Tensor, list[Camera]]:
     """The inside of a 4 x 4 x 2.4 room (label 0: floor, walls and ceiling, each wall striped in
     its own colours) with a ball standing on the floor (label 1), and cameras inside looking out."""
