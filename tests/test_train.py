@@ -157,6 +157,37 @@ def test_adc_grows_where_gradients_are_high():
     assert (children - before[[60, 61, 62, 60, 61, 62]]).norm(dim=1).max() < 2.0
 
 
+def _pruned_after_reset(means, scale, radius, **config) -> list[int]:
+    """Rows the densify-and-prune after the first opacity reset removes (nothing grows: no gradients)."""
+    n = len(means)
+    p = _params(n)
+    p["means"][:] = torch.tensor(means, dtype=torch.float32)
+    p["log_scales"][:] = torch.tensor(scale).log()[:, None]
+    p["opacity_logits"][:] = 2.0
+    p["means"][:, 0] += 10.0  # the scene's centre is not the origin
+    adam = Adam(p, {k: 0.01 for k in p})
+    strat = ADCStrategy(torch.Generator().manual_seed(0), 1.0, scene_centre=torch.tensor([10.0, 0, 0]),
+                        config=ADCConfig(refine_start=0, refine_every=1, reset_every=100, **config))
+    strat._reset_stats(n, "cpu")
+    strat.max_radius[:] = torch.tensor(radius)
+    tags = adam.params["sh_rest"].detach()
+    tags[:, 0, 0] = torch.arange(n, dtype=torch.float32)  # follow the rows through the edit
+    strat.densify_and_prune(adam, step=101)
+    kept = {int(t) for t in adam.params["sh_rest"].detach()[:, 0, 0]}
+    return [i for i in range(n) if i not in kept]
+
+
+def test_adc_prunes_big_gaussians_by_their_angular_size_after_the_first_reset():
+    # near the centre the limit is 0.1 x the scene scale; at distance 5 it is 0.1 x 5, so a far
+    # background (the sky sphere, a room's walls) keeps Gaussians as large as it needs
+    means = [[0, 0, 0], [0.5, 0, 0], [5, 0, 0], [0, 0, -5], [0, 0, 0.3]]
+    scale = [0.2, 0.05, 0.3, 0.6, 0.05]
+    radius = [5.0, 5.0, 60.0, 5.0, 60.0]
+    assert _pruned_after_reset(means, scale, radius) == [0, 3]
+    # the reference code's screen limit, when asked for, also prunes the rows seen above 20 px
+    assert _pruned_after_reset(means, scale, radius, max_screen_radius=20.0) == [0, 2, 3, 4]
+
+
 def test_knn_distance_exact_and_approximate():
     pts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3], [10, 10, 10]])
     d = knn_mean_distance(pts, 3)

@@ -8,8 +8,10 @@ exceeds ``grad_threshold`` are cloned when small
 (largest scale <= ``dense_percent`` x scene scale) or split in two when large
 (samples drawn from the Gaussian, scales / 1.6). Then Gaussians with opacity below
 ``min_opacity`` are pruned, and after the first opacity reset also those larger than
-``max_world_scale`` x scene scale or ``max_screen_radius`` pixels. Every
-``reset_every`` steps opacities are clamped to 2 x ``min_opacity``.
+``max_world_scale`` x the scene scale (beyond the scene: x their distance from its centre,
+so the far background keeps its size) and, when ``max_screen_radius`` is set, those seen
+larger than that many pixels (off by default, as in gsplat). Every ``reset_every`` steps
+opacities are clamped to 2 x ``min_opacity``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class ADCStrategy(Strategy):
     name = "adc"
 
     def __init__(self, generator: torch.Generator, scene_scale: float, cap: int | None = None,
-                 config: ADCConfig | None = None):
-        super().__init__(generator, scene_scale)
+                 config: ADCConfig | None = None, scene_centre: torch.Tensor | None = None):
+        super().__init__(generator, scene_scale, scene_centre)
         c = config or ADCConfig()
         self.absgrad = c.absgrad  # densify on sums of per-pixel |gradients| (the render must collect them)
         self.cap = cap
@@ -95,13 +97,25 @@ class ADCStrategy(Strategy):
             radius = torch.cat([radius[~split], radius.new_zeros(2 * n_split)])
         prune = opacities(adam) < self.min_opacity
         if step > self.reset_every:
-            world = torch.exp(adam.params["log_scales"].detach()).max(1).values > self.max_world_scale * self.scene_scale
-            prune |= world | (radius > self.max_screen_radius)
+            prune |= self._too_big(adam)
+            if self.max_screen_radius > 0:
+                prune |= radius > self.max_screen_radius
         n_pruned = int(prune.sum())
         if n_pruned and n_pruned < len(adam):
             adam.keep(~prune)
         self.last = {"cloned": n_clone, "split": n_split, "pruned": n_pruned}
         self._reset_stats(len(adam), adam.params['means'].device)
+
+    def _too_big(self, adam) -> torch.Tensor:
+        """[N] bool: largest scale above ``max_world_scale`` x the scene scale, or beyond the
+        scene x the distance from its centre: far background (the sky sphere at 3x the scene
+        scale, walls of a room) is allowed the same angular size as the scene's own Gaussians.
+        A limit in scene units alone prunes the whole far background after the first reset
+        (bonsai, 4,500 adc steps: 23.94 dB held out with it, 26.54 without any size prune)."""
+        scale_max = torch.exp(adam.params["log_scales"].detach()).max(1).values
+        centre = self.scene_centre.to(scale_max.device)
+        reach = (adam.params["means"].detach() - centre).norm(dim=1).clamp_min(self.scene_scale)
+        return scale_max > self.max_world_scale * reach
 
     @staticmethod
     def _limit(grads: torch.Tensor, clone: torch.Tensor, split: torch.Tensor, room: int):

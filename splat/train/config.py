@@ -53,8 +53,12 @@ class ADCConfig:
                                         "(default 2e-4, or 8e-4 with absgrad, whose sums are larger).")
     dense_percent: float = _opt(0.01, "Clone below, split above this scale, x the scene extent.")
     min_opacity: float = _opt(0.005, "Prune below this opacity.")
-    max_world_scale: float = _opt(0.1, "Prune above this scale, x the scene extent.")
-    max_screen_radius: float = _opt(20.0, "Prune above this screen radius (pixels) after the first reset.")
+    max_world_scale: float = _opt(0.1, "After the first reset prune above this scale, x the scene extent "
+                                  "(beyond the scene: x the distance from its centre).")
+    # the reference code prunes above 20 px; gsplat leaves it off, and on bonsai it prunes the
+    # far background with the world-scale limit (see ADCStrategy._too_big)
+    max_screen_radius: float = _opt(0.0, "After the first reset prune above this screen radius in pixels "
+                                    "(0: off; the reference code uses 20).")
     init_opacity: float = _opt(0.1, "Opacity of the initial Gaussians.")
     init_scale: float = _opt(1.0, "Initial scale, x the mean distance to the 3 nearest neighbours.")
 

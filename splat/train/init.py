@@ -59,6 +59,11 @@ def knn_mean_distance(points: torch.Tensor, k: int = 3, exact_below: int = 16384
     return best.mean(1).to(points.dtype)
 
 
+def scene_centre(dataset: Dataset) -> torch.Tensor:
+    """[3] the mean camera centre: the middle of the scene as training sees it."""
+    return torch.stack([c.center for c in dataset.cameras]).mean(0).float()
+
+
 def scene_scale(dataset: Dataset) -> float:
     """1.1 x the largest distance of a camera centre from their mean (the 3DGS scene extent)."""
     centres = torch.stack([c.center for c in dataset.cameras])
@@ -87,7 +92,7 @@ def sky_points(dataset: Dataset, count: int, radius: float, generator: torch.Gen
     """([count, 3] points, colours): a sphere of ``radius`` around the mean camera centre,
     far behind the scene, where Gaussians can stand for sky and distant background
     (without them the optimiser paints the background onto haze in front of the scene)."""
-    centre = torch.stack([c.center for c in dataset.cameras]).mean(0).float()
+    centre = scene_centre(dataset)
     d = torch.nn.functional.normalize(torch.randn(count, 3, generator=generator), dim=-1)
     pts = centre + radius * d
     return pts, _colour_from_views(pts, dataset)

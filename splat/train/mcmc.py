@@ -66,8 +66,8 @@ class MCMCStrategy(Strategy):
     name = "mcmc"
 
     def __init__(self, generator: torch.Generator, scene_scale: float, cap: int = 100_000,
-                 config: MCMCConfig | None = None):
-        super().__init__(generator, scene_scale)
+                 config: MCMCConfig | None = None, scene_centre: torch.Tensor | None = None):
+        super().__init__(generator, scene_scale, scene_centre)
         c = config or MCMCConfig()
         self.cap, self.refine_start, self.refine_stop, self.refine_every = cap, c.refine_start, c.refine_stop, c.refine_every
         self.growth, self.min_opacity, self.noise_lr = c.growth, c.min_opacity, c.noise_lr

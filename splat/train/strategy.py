@@ -23,9 +23,11 @@ class Strategy:
 
     name = "none"
 
-    def __init__(self, generator: torch.Generator, scene_scale: float):
+    def __init__(self, generator: torch.Generator, scene_scale: float, scene_centre: torch.Tensor | None = None):
         self.generator = generator
         self.scene_scale = scene_scale
+        # [3] the mean camera centre (default the origin): what "far" is measured from
+        self.scene_centre = torch.zeros(3) if scene_centre is None else scene_centre.float()
 
     def regularizer(self, adam) -> torch.Tensor | float:
         return 0.0

@@ -36,7 +36,7 @@ from .appearance import Appearance
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import pick_device
-from .init import scene_scale, starting_store
+from .init import scene_centre, scene_scale, starting_store
 from .losses import l1, photometric_loss, psnr
 from .mcmc import MCMCStrategy
 from .transients import TransientMasks
@@ -192,7 +192,8 @@ class Trainer:
         settings = c.strategy_config()
         if c.transients:  # growth waits until the masks have settled (RobustSplat's delayed densification)
             settings = dataclasses.replace(settings, refine_start=max(settings.refine_start, 2 * c.transients_start))
-        return strategy(self._strategy_generator(), self.scene_scale, cap=self._local_cap(), config=settings)
+        return strategy(self._strategy_generator(), self.scene_scale, cap=self._local_cap(), config=settings,
+                        scene_centre=scene_centre(self.dataset))
 
     def _strategy_generator(self) -> torch.Generator:
         return self.generator
