@@ -188,6 +188,32 @@ def test_adc_prunes_big_gaussians_by_their_angular_size_after_the_first_reset():
     assert _pruned_after_reset(means, scale, radius, max_screen_radius=20.0) == [0, 2, 3, 4]
 
 
+def test_the_sky_sphere_starts_beyond_the_walls_around_the_cameras(tmp_path):
+    # cameras near the middle of a room (scene scale 0.55: the sphere would sit at 1.65) whose
+    # points lie on its walls at distance 6: the sphere starts beyond them, not in front
+    from splat.camera import orbit_cameras
+    from splat.data.dataset import Dataset
+    from splat.io.images import save_image
+    from splat.train.init import scene_scale, starting_store
+
+    cams = orbit_cameras((0, 0, 0), 0.5, 6, elevation_deg=0, fov_deg=60, width=16, height=16)
+    paths = []
+    for i in range(len(cams)):
+        paths.append(tmp_path / f"{i}.png")
+        save_image(torch.full((16, 16, 3), 0.5), paths[-1])
+    walls = torch.nn.functional.normalize(torch.randn(2000, 3, generator=torch.Generator().manual_seed(0)), dim=-1) * 6
+    ds = Dataset(cams, paths, list(range(6)), [], points=walls.numpy(), point_colors=torch.rand(2000, 3).numpy())
+    config = TrainConfig.from_dict({"data": "x", "cap": 5000, "init_count": 2000})
+    store = starting_store(config, ds, scene_scale(ds), torch.Generator().manual_seed(0))
+    sky = store.means[2000:].detach()
+    assert len(sky) == 200
+    assert float(sky.norm(dim=1).min()) > 6.0
+    # where the points stay inside 3 x the scene scale, the sphere stays there
+    ds.points = ds.points / 20
+    store = starting_store(config, ds, scene_scale(ds), torch.Generator().manual_seed(0))
+    assert store.means[2000:].detach().norm(dim=1).sub(1.65).abs().max() < 1e-4
+
+
 def test_knn_distance_exact_and_approximate():
     pts = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3], [10, 10, 10]])
     d = knn_mean_distance(pts, 3)

@@ -104,7 +104,8 @@ class TrainConfig:
     init_count: int = _opt(100_000, "Initial Gaussians when the dataset has no points.")
     init_extent: float = _opt(1.0, "Random initial points: half-size of their cube, x the scene scale.")
     sky_fraction: float = _opt(0.1, "Extra Gaussians on a far sphere for the background, x init-count.")
-    sky_radius: float = _opt(3.0, "Radius of that sphere, x the scene scale.")
+    sky_radius: float = _opt(3.0, "Radius of that sphere, x the scene scale (further where the initial "
+                                  "points reach further: beyond 99 % of them).")
     lr: dict = _opt({"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 5e-2,
                      "sh_dc": 2.5e-3, "sh_rest": 2.5e-3 / 20}, "Adam learning rate of")
     means_lr_final: float = _opt(0.01, "The means' learning rate at the last step, x its start.")

@@ -88,6 +88,17 @@ def initial_points(dataset: Dataset, count: int, extent: float, generator: torch
     return pts, _colour_from_views(pts, dataset)
 
 
+def sky_radius(points: torch.Tensor, centre: torch.Tensor, radius: float, share: float = 0.99) -> float:
+    """``radius``, or beyond ``share`` of the ``points`` [P, 3] from ``centre`` [3] (x 1.1) where
+    they reach further: cameras inside a room see its walls all around them, and a sphere
+    inside the walls would start as a layer of floaters in front of them (the furnished
+    room, 96 % of its points beyond 3 x the scene scale). A few far outliers do not count."""
+    if len(points) == 0:
+        return radius
+    reach = float(torch.quantile((points.float() - centre).norm(dim=1), share)) if len(points) > 1 else 0.0
+    return max(radius, 1.1 * reach)
+
+
 def sky_points(dataset: Dataset, count: int, radius: float, generator: torch.Generator):
     """([count, 3] points, colours): a sphere of ``radius`` around the mean camera centre,
     far behind the scene, where Gaussians can stand for sky and distant background
@@ -142,7 +153,8 @@ def starting_store(config, dataset: Dataset, scale: float, generator: torch.Gene
     pts, cols = initial_points(dataset, count, config.init_extent * scale, generator)
     n_sky = min(int(config.sky_fraction * count), config.cap - len(pts))
     if n_sky > 0:
-        sky, sky_cols = sky_points(dataset, n_sky, config.sky_radius * scale, generator)
+        sky, sky_cols = sky_points(dataset, n_sky, sky_radius(pts, scene_centre(dataset), config.sky_radius * scale),
+                                   generator)
         pts, cols = torch.cat([pts, sky]), torch.cat([cols, sky_cols])
     settings = config.strategy_config()
     return initial_store(pts, cols, config.sh_degree, opacity=settings.init_opacity, scale_factor=settings.init_scale)
