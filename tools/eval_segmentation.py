@@ -2,9 +2,9 @@
 
 Mask lifting: the training views' instance maps are lifted to Gaussian labels, label
 images are rendered at the held-out views, IoU per object (intersection and union summed
-over the held-out views). Click: for each object, one click at the pixel nearest the
-centre of its largest mask among the training views; the selection is rendered at the
-held-out views and compared with that object's mask. Click methods: ``object`` and
+over the held-out views). Click: for each object, one click well inside its largest mask
+among the training views (the pixel farthest from the mask's edge); the selection is
+rendered at the held-out views and compared with that object's mask. Click methods: ``object`` and
 ``group`` (the levels of the clusters ``splat segment prepare`` computes, timed apart; a
 plain click and ``--group`` of ``splat segment click``), ``best`` (per object the better
 of the two: what a user gets who tries both) and ``grow`` (region growing over the
@@ -49,10 +49,16 @@ def iou_table(pred: list[torch.Tensor], gt: list[torch.Tensor], objects: list[in
 
 
 def click_pixel(gt_train: list[torch.Tensor], k: int) -> tuple[int, tuple[float, float]]:
-    """(training view, pixel): the pixel of object k nearest the centre of its largest mask."""
+    """(training view, pixel): in object k's largest mask, the pixel farthest from the mask's
+    edge (a user clicks well inside what they mean; the pixel nearest the mask's centre lies
+    on an edge for a ring), of those the one nearest the centre."""
+    from scipy.ndimage import distance_transform_edt
+
     v = int(np.argmax([int((g == k).sum()) for g in gt_train]))
-    ys, xs = torch.nonzero(gt_train[v] == k, as_tuple=True)
-    j = int(torch.argmin((ys - ys.float().mean()) ** 2 + (xs - xs.float().mean()) ** 2))
+    mask = (gt_train[v] == k).numpy()
+    inside = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]  # the image border is an edge too
+    ys, xs = np.nonzero(inside >= inside.max() - 0.5)
+    j = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
     return v, (float(xs[j]) + 0.5, float(ys[j]) + 0.5)
 
 
