@@ -55,8 +55,8 @@ class ADCConfig:
     min_opacity: float = _opt(0.005, "Prune below this opacity.")
     max_world_scale: float = _opt(0.1, "After the first reset prune above this scale, x the scene extent "
                                   "(beyond the scene: x the distance from its centre).")
-    # the reference code prunes above 20 px; gsplat leaves it off, and on bonsai it prunes the
-    # far background with the world-scale limit (see ADCStrategy._too_big)
+    # the reference code prunes above 20 px; gsplat leaves it off, and so do we: the far
+    # background is seen that large (see ADCStrategy._too_big and docs/BENCHMARKS.md)
     max_screen_radius: float = _opt(0.0, "After the first reset prune above this screen radius in pixels "
                                     "(0: off; the reference code uses 20).")
     init_opacity: float = _opt(0.1, "Opacity of the initial Gaussians.")
