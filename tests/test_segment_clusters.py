@@ -92,6 +92,25 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
     assert precision > 0.95 and recall > 0.75, (precision, recall)
 
 
+def test_a_small_piece_in_the_wrong_group_joins_the_object_whose_colour_it_shares():
+    import numpy as np
+
+    from splat.segment.clusters import ClusterParams, object_level
+
+    # A (100 Gaussians, group 0) and B (100, group 1) differ in colour in every view; a piece
+    # of A (10, colour of A) was put in B's group by the geometric table and touches both
+    chain = lambda lo, hi: np.stack([np.arange(lo, hi - 1), np.arange(lo + 1, hi)], 1)  # noqa: E731
+    edges = np.concatenate([chain(0, 100), chain(100, 200), chain(200, 210),
+                            np.stack([np.arange(200, 210), np.arange(90, 100)], 1),
+                            np.stack([np.arange(200, 210), np.arange(100, 110)], 1)])
+    colour = np.zeros((4, 210), np.int64)
+    colour[:, 100:200] = 1
+    group = np.r_[np.zeros(100), np.ones(110)].astype(np.int64)
+    obj = object_level(colour, edges, group, np.zeros(210, bool), ClusterParams())
+    assert len(set(obj[:100])) == 1 and len(set(obj[100:200])) == 1 and obj[0] != obj[100]
+    assert (obj[200:] == obj[0]).all()
+
+
 def touching_balls() -> tuple[GaussianStore, torch.Tensor]:
     """A floor (label 0) and two balls of one colour side by side (1, 2), touching: from some
     views no depth step and no colour edge parts them, only the fold between them."""
