@@ -106,9 +106,29 @@ def test_a_small_piece_in_the_wrong_group_joins_the_object_whose_colour_it_share
     colour = np.zeros((4, 210), np.int64)
     colour[:, 100:200] = 1
     group = np.r_[np.zeros(100), np.ones(110)].astype(np.int64)
-    obj = object_level(colour, edges, group, np.zeros(210, bool), ClusterParams())
+    flat = np.zeros(210, bool)
+    obj = object_level(colour, edges, group, flat, flat, ClusterParams())
     assert len(set(obj[:100])) == 1 and len(set(obj[100:200])) == 1 and obj[0] != obj[100]
     assert (obj[200:] == obj[0]).all()
+
+
+def test_two_colour_pieces_of_one_group_join_across_a_convex_fold_not_across_a_flat_seam():
+    import numpy as np
+
+    from splat.segment.clusters import ClusterParams, object_level
+
+    # two faces of one box (one group), each its own colour segment in every view, side by side
+    # along 30 edges: across a convex edge they are one object, across a flat seam two
+    chain = lambda lo, hi: np.stack([np.arange(lo, hi - 1), np.arange(lo + 1, hi)], 1)  # noqa: E731
+    edges = np.concatenate([chain(0, 100), chain(100, 200), np.stack([np.arange(30), np.arange(100, 130)], 1)])
+    colour = np.zeros((4, 200), np.int64)
+    colour[:, 100:] = 1
+    group, flat = np.zeros(200, np.int64), np.zeros(200, bool)
+    rim = flat.copy()
+    rim[:30] = rim[100:130] = True
+    assert len(set(object_level(colour, edges, group, flat, rim, ClusterParams()))) == 1
+    assert len(set(object_level(colour, edges, group, flat, flat, ClusterParams()))) == 2
+    assert len(set(object_level(colour, edges, group, rim, rim, ClusterParams()))) == 2  # a crease there too
 
 
 def touching_balls() -> tuple[GaussianStore, torch.Tensor]:

@@ -84,14 +84,28 @@ def _surface(store: GaussianStore, camera: Camera, backend: str) -> _Surface:
     return _Surface(camera, r.color[0].float().cpu(), alpha, median, rays * median[..., None])
 
 
-def concave_pixels(depth: torch.Tensor, radius: int, threshold: float) -> torch.Tensor:
-    """[H, W] bool: pixels whose inverse depth is more than ``threshold`` (relative) below the
-    mean over their (2·radius+1)² neighbourhood (pixels without depth are left out of the mean)."""
+def _inverse_depth_dip(depth: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([H, W] inverse depth, [H, W] its mean over the (2·radius+1)² neighbourhood minus it),
+    pixels without depth left out of the mean."""
     f = torch.where(depth > 0, 1 / depth.clamp_min(1e-9), torch.zeros_like(depth))[None, None]
     has = (depth > 0).float()[None, None]
     k = 2 * radius + 1
     mean = F.avg_pool2d(f, k, 1, radius) / F.avg_pool2d(has, k, 1, radius).clamp_min(1e-9)
-    return ((mean - f) > threshold * f)[0, 0] & (depth > 0)
+    return f[0, 0], (mean - f)[0, 0]
+
+
+def concave_pixels(depth: torch.Tensor, radius: int, threshold: float) -> torch.Tensor:
+    """[H, W] bool: pixels whose inverse depth is more than ``threshold`` (relative) below the
+    mean over their (2·radius+1)² neighbourhood (pixels without depth are left out of the mean)."""
+    f, dip = _inverse_depth_dip(depth, radius)
+    return (dip > threshold * f) & (depth > 0)
+
+
+def convex_pixels(depth: torch.Tensor, radius: int, threshold: float) -> torch.Tensor:
+    """[H, W] bool: the opposite fold: inverse depth more than ``threshold`` above the mean (a
+    box's edge, a ball's curve)."""
+    f, dip = _inverse_depth_dip(depth, radius)
+    return (-dip > threshold * f) & (depth > 0)
 
 
 def scene_planes(store: GaussianStore, p: GrowParams) -> list[Plane]:

@@ -15,8 +15,8 @@ click picks from.
      object in one view (a self-occlusion) and not in others join across the views;
      what views keep apart (a gap, a step, the floor's outline) stays apart.
    * object: inside each group, average linkage of the colour table's agreement, then
-     merging of whole clusters whose segment histograms agree across the views (cosine)
-     (``object_level``).
+     merging of whole clusters whose segment histograms agree across the views (cosine),
+     and of clusters whose boundary is a convex fold (a box's edge; ``object_level``).
      Edges that touch a crease do not count: a Gaussian lies on one where a share of its
      weight over the views falls on concave pixels of the rendered depth (``crease``), the
      fold where one object meets another (a ball on a box, two cylinders side by side) that
@@ -47,7 +47,7 @@ from ..camera import Camera
 from ..errors import SplatError
 from ..render import rasterize
 from ..store import GaussianStore
-from .click import GrowParams, _scaled, _surface, check_pixel, concave_pixels, scene_planes
+from .click import GrowParams, _scaled, _surface, check_pixel, concave_pixels, convex_pixels, scene_planes
 from .planes import near_planes
 from .lift import label_votes
 from .linkage import (absorb_small, average_linkage, cluster_linkage, edge_agreement, join_isolated, join_planar,
@@ -78,6 +78,15 @@ class ClusterParams:
     # the built-in scenes, at 0.35 two touching cylinders stay one cluster, at 0.15 noise on a
     # room's walls cuts its shell
     crease: float = 0.25
+    # ... and on a convex fold (``click.convex_pixels``: a box's edge, a ball's curve) when this
+    # share falls on convex pixels. Object clusters of one group whose boundary (at least
+    # ``convex_edges`` edges) is convex more than creased, by at least ``convex_join`` of its
+    # edges, join: a box's faces, a striped ball's stripes (default's 0.733 -> 0.967); a flat
+    # boundary (two boxes stacked flush) stays. The same object-level means for a share of
+    # 0.15-0.3 and a join of 0.3-0.7 on the scenes tried (docs/BENCHMARKS.md).
+    convex: float = 0.25
+    convex_join: float = 0.5
+    convex_edges: int = 20
 
 
 @dataclass
@@ -131,12 +140,14 @@ def _segment_table(store: GaussianStore, cams: Sequence[Camera], images: Sequenc
     return table, weight
 
 
-def _crease_share(store: GaussianStore, cams: Sequence[Camera], images: Sequence[np.ndarray], backend: str
-                  ) -> np.ndarray:
-    """[N] each Gaussian's share of its blend weight over the views that falls on crease pixels
-    (``images``: [H, W] 0 no surface, 1 surface, 2 crease); 0 where no view sees it."""
-    votes = label_votes(store, cams, [torch.from_numpy(m) for m in images], num_labels=3, backend=backend)
-    return (votes[2] / (votes[1] + votes[2]).clamp_min(1e-300)).numpy()
+def _fold_shares(store: GaussianStore, cams: Sequence[Camera], images: Sequence[np.ndarray], backend: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """([N], [N]) each Gaussian's share of its blend weight over the views that falls on
+    concave and on convex pixels (``images``: [H, W] 0 no surface, 1 surface, 2 concave,
+    3 convex); 0 where no view sees it."""
+    votes = label_votes(store, cams, [torch.from_numpy(m) for m in images], num_labels=4, backend=backend)
+    total = votes[1:].sum(0).clamp_min(1e-300)
+    return (votes[2] / total).numpy(), (votes[3] / total).numpy()
 
 
 def _fill_unseen(labels: np.ndarray, means: torch.Tensor) -> np.ndarray:
@@ -168,22 +179,27 @@ def _majority(group: np.ndarray, obj: np.ndarray, seen: np.ndarray) -> np.ndarra
 
 
 def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creased: np.ndarray,
-                 p: ClusterParams) -> np.ndarray:
+                 convex: np.ndarray, p: ClusterParams) -> np.ndarray:
     """[N] object cluster ids from the colour table ``colour`` [V, N] (segment per view, -1
-    unseen), the neighbour ``edges`` [E, 2], the ``group`` ids [N] and the ``creased`` flags [N].
+    unseen), the neighbour ``edges`` [E, 2], the ``group`` ids [N] and the ``creased`` and
+    ``convex`` flags [N] (on a concave, on a convex fold).
 
     Inside each group: average linkage of the colour agreement, where an edge touching a
     crease counts as disagreeing (a ball on a box, two cylinders side by side, whose colour
     segments run together in some views), then the histogram merge. Then clusters under
     ``min_cluster`` join the neighbour whose colour they agree with most, in any group: a
     piece that the geometric table put in the wrong group (a box's lower face joined to the
-    floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942)."""
+    floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942).
+    Last, clusters of one group join across a boundary that is convex more than creased
+    (``convex_join``): the faces of a box, the stripes of a ball, which the colour cut apart."""
     inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
     agree = edge_agreement(torch.from_numpy(colour), inside)
     obj = average_linkage(len(group), inside, np.where(creased[inside[:, 0]] | creased[inside[:, 1]], 0.0, agree),
                           p.object_edges)
     obj = cluster_linkage(obj, inside, colour, p.object_clusters)
-    return absorb_small(obj, edges, edge_agreement(torch.from_numpy(colour), edges), p.min_cluster)
+    obj = absorb_small(obj, edges, edge_agreement(torch.from_numpy(colour), edges), p.min_cluster)
+    fold = (convex[inside[:, 0]] | convex[inside[:, 1]]).astype(np.float64) - (creased[inside[:, 0]] | creased[inside[:, 1]])
+    return average_linkage(len(group), inside, fold, p.convex_join, label=obj, min_edges=p.convex_edges)
 
 
 def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: ClusterParams | None = None,
@@ -198,12 +214,14 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     step = max(1, math.ceil(len(cameras) / p.max_views))
     views = [_scaled(c, p.max_side) for c in list(cameras)[::step]]
     planes = scene_planes(store, p.grow)
-    geometric, colour, creases = [], [], []
+    geometric, colour, folds = [], [], []
     for v, cam in enumerate(views):
         s = _surface(store, cam, backend)
         geometric.append(geometric_segments(s, planes, p.grow))
         colour.append(colour_segments(s, geometric[-1], p.grow, p.colour))
-        creases.append(np.where(geometric[-1] > 0, 1 + concave_pixels(s.depth, p.grow.radius, p.grow.concave).numpy(), 0))
+        cave = concave_pixels(s.depth, p.grow.radius, p.grow.concave).numpy()
+        vex = convex_pixels(s.depth, p.grow.radius, p.grow.concave).numpy()
+        folds.append(np.where(geometric[-1] > 0, 1 + cave + 2 * vex, 0))
         if progress:
             progress(v + 1, 2 * len(views))
     tg, weight = _segment_table(store, views, geometric, backend)
@@ -218,8 +236,8 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     agree = edge_agreement(tg, edges)
     group = absorb_small(average_linkage(len(store), edges, agree, p.group), edges, agree, p.min_cluster)
     group = join_isolated(group, store.means, seen.numpy(), p.min_cluster)
-    creased = _crease_share(store, views, creases, backend) >= p.crease
-    obj = object_level(tc.numpy(), edges, group, creased, p)
+    concave, convex = _fold_shares(store, views, folds, backend)
+    obj = object_level(tc.numpy(), edges, group, concave >= p.crease, convex >= p.convex, p)
     obj = join_isolated(obj, store.means, seen.numpy(), p.min_cluster, within=group)
     group = _majority(group, obj, seen.numpy())  # a piece that moved to another group's object moves with it
     if planes and p.keep_plane:  # the planes' pieces are one object, whatever their colours

@@ -89,19 +89,22 @@ def _merge_rounds(n: int, edges: np.ndarray, score: Callable[[np.ndarray, np.nda
     return label
 
 
-def average_linkage(n: int, edges: np.ndarray, weight: np.ndarray, threshold: float) -> np.ndarray:
+def average_linkage(n: int, edges: np.ndarray, weight: np.ndarray, threshold: float,
+                    label: np.ndarray | None = None, min_edges: int = 1) -> np.ndarray:
     """[n] cluster ids: merges while the mean ``weight`` of the edges between two clusters is
-    at least ``threshold``."""
+    at least ``threshold``, from singletons or from the clusters ``label``; two clusters joined
+    by fewer than ``min_edges`` edges do not merge."""
     def mean_weight(label, lo, hi):
         a, b = label[edges[:, 0]], label[edges[:, 1]]
         cross = a != b
         m = int(label.max()) + 1
         key = np.minimum(a[cross], b[cross]) * m + np.maximum(a[cross], b[cross])
         pair, inverse = np.unique(key, return_inverse=True)
-        mean = np.bincount(inverse, weight[cross]) / np.bincount(inverse)
+        count = np.bincount(inverse)
+        mean = np.where(count >= min_edges, np.bincount(inverse, weight[cross]) / count, -np.inf)
         return mean[np.searchsorted(pair, lo * m + hi)]
 
-    return _merge_rounds(n, edges, mean_weight, threshold)
+    return _merge_rounds(n, edges, mean_weight, threshold, label)
 
 
 def cluster_cosine(label: np.ndarray, table: np.ndarray, lo: np.ndarray, hi: np.ndarray,
