@@ -192,13 +192,14 @@ def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creas
     floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942).
     Last, clusters of one group join across a boundary that is convex more than creased
     (``convex_join``): the faces of a box, the stripes of a ball, which the colour cut apart."""
-    inside = edges[group[edges[:, 0]] == group[edges[:, 1]]]
-    agree = edge_agreement(torch.from_numpy(colour), inside)
-    obj = average_linkage(len(group), inside, np.where(creased[inside[:, 0]] | creased[inside[:, 1]], 0.0, agree),
-                          p.object_edges)
+    agree = edge_agreement(torch.from_numpy(colour), edges)
+    same = group[edges[:, 0]] == group[edges[:, 1]]
+    inside, agree_inside = edges[same], agree[same]
+    on_crease = creased[inside[:, 0]] | creased[inside[:, 1]]
+    obj = average_linkage(len(group), inside, np.where(on_crease, 0.0, agree_inside), p.object_edges)
     obj = cluster_linkage(obj, inside, colour, p.object_clusters)
-    obj = absorb_small(obj, edges, edge_agreement(torch.from_numpy(colour), edges), p.min_cluster)
-    fold = (convex[inside[:, 0]] | convex[inside[:, 1]]).astype(np.float64) - (creased[inside[:, 0]] | creased[inside[:, 1]])
+    obj = absorb_small(obj, edges, agree, p.min_cluster)
+    fold = (convex[inside[:, 0]] | convex[inside[:, 1]]).astype(np.float64) - on_crease
     return average_linkage(len(group), inside, fold, p.convex_join, label=obj, min_edges=p.convex_edges)
 
 

@@ -95,8 +95,7 @@ def sky_radius(points: torch.Tensor, centre: torch.Tensor, radius: float, share:
     room, 96 % of its points beyond 3 x the scene scale). A few far outliers do not count."""
     if len(points) == 0:
         return radius
-    reach = float(torch.quantile((points.float() - centre).norm(dim=1), share)) if len(points) > 1 else 0.0
-    return max(radius, 1.1 * reach)
+    return max(radius, 1.1 * float(torch.quantile((points.float() - centre).norm(dim=1), share)))
 
 
 def sky_points(dataset: Dataset, count: int, radius: float, generator: torch.Generator):
