@@ -131,6 +131,28 @@ def test_two_colour_pieces_of_one_group_join_across_a_convex_fold_not_across_a_f
     assert len(set(object_level(colour, edges, group, rim, rim, ClusterParams()))) == 2  # a crease there too
 
 
+def test_pieces_of_one_colour_join_across_creases_once_a_strip_between_them_is_absorbed():
+    import numpy as np
+
+    from splat.segment.clusters import ClusterParams, object_level
+
+    # two faces of one box (0..59, 70..129) parted by its rim (60..69), which the colour cut out
+    # as a segment of its own and the rendered depth creased. The rim is too small to stay a
+    # cluster and joins a face; then the two faces touch across a crease, and their segments
+    # agree in every view: one object. Faces of two colours stay two.
+    chain = lambda lo, hi: np.stack([np.arange(lo, hi - 1), np.arange(lo + 1, hi)], 1)  # noqa: E731
+    edges = np.concatenate([chain(0, 60), chain(60, 70), chain(70, 130),
+                            np.stack([np.arange(50, 60), np.arange(60, 70)], 1),
+                            np.stack([np.arange(60, 70), np.arange(70, 80)], 1)])
+    group, creased, flat = np.zeros(130, np.int64), np.zeros(130, bool), np.zeros(130, bool)
+    creased[60:70] = True
+    colour = np.ones((4, 130), np.int64)
+    colour[:, 60:70] = 2
+    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams()))) == 1
+    colour[:, 70:] = 3
+    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams()))) == 2
+
+
 def touching_balls() -> tuple[GaussianStore, torch.Tensor]:
     """A floor (label 0) and two balls of one colour side by side (1, 2), touching: from some
     views no depth step and no colour edge parts them, only the fold between them."""
