@@ -92,6 +92,23 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
     assert precision > 0.95 and recall > 0.75, (precision, recall)
 
 
+def test_the_neighbour_graph_bridges_clumps_whose_nearest_neighbours_are_each_other():
+    from splat.segment.linkage import neighbour_edges
+
+    # two clumps of 20 near-copies (as 3DGS-MCMC leaves them) 5 cm apart, and a spread of
+    # points further away: every k-nearest neighbour of a clump lies in it, yet the clumps
+    # are neighbours and must be able to join
+    g = torch.Generator().manual_seed(0)
+    clumps = [torch.tensor([x, 0.0, 0.0]) + 1e-4 * torch.rand(20, 3, generator=g) for x in (0.0, 0.05)]
+    spread = torch.rand(500, 3, generator=g) + torch.tensor([0.5, 0.0, 0.0])
+    edges = neighbour_edges(torch.cat([*clumps, spread]), torch.ones(540, dtype=torch.bool), 8)
+    clump = torch.cat([torch.zeros(20), torch.ones(20), torch.full((500,), 2)]).long().numpy()
+    across = clump[edges[:, 0]] != clump[edges[:, 1]]
+    pairs = {tuple(sorted(p)) for p in zip(clump[edges[across, 0]], clump[edges[across, 1]])}
+    assert (0, 1) in pairs
+    assert all(int((clump[edges[:, 0]] == c).sum()) >= 20 * 8 for c in (0, 1))  # the k-nearest edges stay
+
+
 def test_a_small_piece_in_the_wrong_group_joins_the_object_whose_colour_it_shares():
     import numpy as np
 

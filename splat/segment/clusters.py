@@ -209,7 +209,7 @@ def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creas
     obj = absorb_small(obj, edges, agree, p.min_cluster)
     fold = (convex[inside[:, 0]] | convex[inside[:, 1]]).astype(np.float64) - on_crease
     obj = average_linkage(len(group), inside, fold, p.convex_join, label=obj, min_edges=p.convex_edges)
-    return cluster_linkage(obj, inside, colour, p.alike)
+    return cluster_linkage(obj, edges, colour, p.alike)
 
 
 def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: ClusterParams | None = None,
