@@ -38,3 +38,21 @@ def test_bench_train_gpu_without_a_gpu_says_so_in_one_line(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert out.stderr.strip().startswith("error: no CUDA GPU") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_where_blend_time_goes_splits_the_footprint_and_times_both_renders(tmp_path):
+    from splat.cli import main
+
+    data = gaussian_dataset(tmp_path / "data", views=12, size=48, n=1000)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--steps", "20", "--backend", "cpu",
+                 "--checkpoint-every", "1000"]) == 0
+    out = subprocess.run([sys.executable, str(TOOLS / "where_blend_time_goes.py"), str(tmp_path / "run"), "--every", "4"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| Gaussians")}
+    pairs = {k: float(v[1]) for k, v in rows.items()}
+    # the classes by distance and opacity add up to all
+    parts = pairs["far"] + pairs["near, opacity < 0.05"] + pairs["near, 0.05 - 0.2"] + pairs["near, >= 0.2"]
+    assert pairs["all"] > 0 and abs(parts - pairs["all"]) < 0.05 * pairs["all"] + 0.2, pairs
+    assert "without the far ones: forward" in out.stdout

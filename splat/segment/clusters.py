@@ -10,13 +10,15 @@ click picks from.
    for a Gaussian only where its weight there is at least ``visible`` × its largest weight
    over the views: a Gaussian hidden behind an object still projects into that object's
    segment with a tiny weight, and must not vote there. This gives a [V, N] table per kind.
-4. Grouping (``linkage``) over the k-nearest-neighbour graph of the Gaussians' centres:
+4. Grouping (``linkage``) over the k-nearest-neighbour graph of the Gaussians' centres, with
+   bridges between the pieces it falls into (``neighbour_edges``: a real capture's clumps):
    * group: average linkage of the geometric table's agreement. Segments that split an
      object in one view (a self-occlusion) and not in others join across the views;
      what views keep apart (a gap, a step, the floor's outline) stays apart.
    * object: inside each group, average linkage of the colour table's agreement, then
      merging of whole clusters whose segment histograms agree across the views (cosine),
-     and of clusters whose boundary is a convex fold (a box's edge; ``object_level``).
+     and of clusters whose boundary is a convex fold (a box's edge; ``object_level``); last,
+     clusters whose histograms agree closely (``alike``) join whatever lies between them.
      Edges that touch a crease do not count: a Gaussian lies on one where a share of its
      weight over the views falls on concave pixels of the rendered depth (``crease``), the
      fold where one object meets another (a ball on a box, two cylinders side by side) that
@@ -87,9 +89,10 @@ class ClusterParams:
     convex: float = 0.25
     convex_join: float = 0.5
     convex_edges: int = 20
-    # Last, object clusters of one group whose colour-segment histograms agree at this mean
-    # cosine over the views join even across a crease: the faces of a box that the noisy
-    # depth of a room creases everywhere (furnished's lower box 0.401 -> 0.734). A narrow
+    # Last, neighbouring object clusters whose colour-segment histograms agree at this mean
+    # cosine over the views join, even across a crease or a group: the faces of a box that
+    # the noisy depth of a room creases everywhere (furnished's lower box 0.401 -> 0.734),
+    # a stem and the ball it carries (stacked's stem 0.516 -> 0.909). A narrow
     # margin: two touching balls of one colour (test_segment_clusters) agree at 0.74 through
     # the cluster where they meet, and join at 0.7; at 0.85 the box stays in pieces.
     alike: float = 0.8
@@ -198,8 +201,10 @@ def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creas
     floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942).
     Then clusters of one group join across a boundary that is convex more than creased
     (``convex_join``): the faces of a box, the stripes of a ball, which the colour cut apart.
-    Last, clusters of one group whose segment histograms agree closely (``alike``) join
-    whatever their boundary: where the rendered depth is noisy, creases run everywhere."""
+    Last, neighbouring clusters whose segment histograms agree closely (``alike``) join,
+    whatever their boundary and group: where the rendered depth is noisy, creases run
+    everywhere (a box's faces in a room), and a thin stem's geometric segments part it from
+    what it carries (stacked's stem 0.516 -> 0.909)."""
     agree = edge_agreement(torch.from_numpy(colour), edges)
     same = group[edges[:, 0]] == group[edges[:, 1]]
     inside, agree_inside = edges[same], agree[same]
