@@ -316,6 +316,17 @@ def test_a_stale_or_broken_cache_is_prepared_again(capsys, tiny_run, tmp_path):
     code = main(["segment", "click", str(run), "--view", "0", "--pixel", "24,30", "--out", str(tmp_path / "b.ply")])
     _, err = capsys.readouterr()
     assert code == 0 and "the scene changed" in err, err
+    # clusters an older version of the method made are made again (a cache written before the
+    # version was kept reads as version 1)
+    from splat.segment.runs import load_clusters, save_clusters
+
+    old = load_clusters(run / "segments.pt")
+    old.method = 1
+    save_clusters(old, run / "segments.pt")
+    code = main(["segment", "click", str(run), "--view", "0", "--pixel", "24,30", "--out", str(tmp_path / "c.ply")])
+    _, err = capsys.readouterr()
+    assert code == 0 and "older method" in err, err
+    assert load_clusters(run / "segments.pt").method == 2
 
 
 @pytest.mark.parametrize("args,message", [

@@ -57,6 +57,9 @@ from .linkage import (absorb_small, average_linkage, cluster_linkage, edge_agree
 from .segments2d import ColourParams, colour_segments, geometric_segments
 
 LEVELS = ("object", "group")  # the first is what a click picks
+# The method's version, kept with the cache: clusters made by another version are made again
+# (2: the neighbour graph's bridges and the alike join).
+METHOD = 2
 
 
 @dataclass
@@ -107,17 +110,23 @@ class SceneClusters:
     seconds: float
     views: int
     params: dict
+    method: int = METHOD  # the version of the method that made them
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "fingerprint": self.fingerprint, "seconds": self.seconds,
-                "views": self.views, "params": self.params}
+                "views": self.views, "params": self.params, "method": self.method}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SceneClusters":
-        return cls(dict(d["labels"]), str(d["fingerprint"]), float(d["seconds"]), int(d["views"]), dict(d["params"]))
+        return cls(dict(d["labels"]), str(d["fingerprint"]), float(d["seconds"]), int(d["views"]), dict(d["params"]),
+                   int(d.get("method", 1)))  # caches written before the version was kept: 1
 
     def counts(self) -> dict:
         return {k: int(v.max()) + 1 if len(v) else 0 for k, v in self.labels.items()}
+
+    def fits(self, store: GaussianStore) -> bool:
+        """Whether these clusters serve ``store``: made for its geometry by this method."""
+        return self.fingerprint == store_fingerprint(store) and self.method == METHOD
 
 
 def store_fingerprint(store: GaussianStore) -> str:

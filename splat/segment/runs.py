@@ -137,10 +137,15 @@ def run_clusters(run: str | Path, store: GaussianStore, dataset, backend: str = 
 
     layout = Run(run)
     cached = load_clusters(layout.segments_path)
-    if cached is not None and cached.fingerprint == store_fingerprint(store):
+    if cached is not None and cached.fits(store):
         return cached
     if announce:
-        why = "none are cached" if cached is None else "the scene changed since they were made"
+        if cached is None:
+            why = "none are cached"
+        elif cached.fingerprint != store_fingerprint(store):
+            why = "the scene changed since they were made"
+        else:
+            why = "they were made by an older method"
         announce(f"preparing the scene's clusters ({why}; cached in {layout.segments_path}) ...")
     return _prepare_and_save(run, store, _training_cameras(dataset), backend)
 
