@@ -24,6 +24,7 @@ import time
 import torch
 
 from splat.render import rasterize
+from splat.render.constants import ALPHA_MIN, T_MIN
 from splat.render.stages import project_stage
 from splat.train.init import scene_centre, scene_scale
 from splat.train.run import Run
@@ -34,7 +35,7 @@ def footprints(store, cam) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         p = project_stage(store, cam, "cpu", store.sh_degree, False)
     a, b, c = p.conics[:, 0], p.conics[:, 1], p.conics[:, 2]
-    level = torch.log((255 * p.opacities).clamp_min(1.0))  # sigma where alpha = 1/255
+    level = torch.log((p.opacities / ALPHA_MIN).clamp_min(1.0))  # sigma where alpha = ALPHA_MIN
     area = 2 * math.pi * level / (a * c - b * b).clamp_min(1e-12).sqrt()
     area = torch.where(p.radii > 0, area, torch.zeros_like(area)).clamp(max=cam.width * cam.height)
     return area, p.opacities
@@ -53,16 +54,14 @@ def render_time(store, cam) -> tuple[float, float]:
 def timed(stores: list, cams) -> list[tuple[float, float]]:
     """Per store, (forward s, backward s) over the cameras: each camera's best of 3, summed.
     The stores take turns at each camera, so the machine's drift falls on all alike."""
-    totals = [[0.0, 0.0] for _ in stores]
+    totals = torch.zeros(len(stores), 2, dtype=torch.float64)
     for cam in cams:
-        best = [[math.inf, math.inf] for _ in stores]
+        best = torch.full((len(stores), 2), math.inf, dtype=torch.float64)
         for _ in range(3):
             for k, store in enumerate(stores):
-                f, b = render_time(store, cam)
-                best[k] = [min(best[k][0], f), min(best[k][1], b)]
-        for k in range(len(stores)):
-            totals[k] = [totals[k][0] + best[k][0], totals[k][1] + best[k][1]]
-    return [tuple(t) for t in totals]
+                best[k] = torch.minimum(best[k], torch.tensor(render_time(store, cam), dtype=torch.float64))
+        totals += best
+    return [tuple(row.tolist()) for row in totals]
 
 
 def main() -> None:
@@ -90,16 +89,16 @@ def main() -> None:
             row = rows.setdefault(name, [0.0, 0.0])
             row[0] += float(m.sum()) / len(cams)
             row[1] += float(area[m].sum()) / (cam.width * cam.height) / len(cams)
-        with torch.no_grad():  # the blend stops before the Gaussian that would take T under 1e-4
-            t_near = 1 - rasterize(near_store, cam, backend="cpu").alpha.double()
-            t_all = 1 - rasterize(store, cam, backend="cpu").alpha.double()
-        ends_near += float((t_near < 2e-4).double().mean()) / len(cams)
-        ends_all += float((t_all < 2e-4).double().mean()) / len(cams)
+        with torch.no_grad():  # the blend stops before the Gaussian that would take T under T_MIN,
+            t_near = 1 - rasterize(near_store, cam, backend="cpu").alpha.double()  # so a stopped
+            t_all = 1 - rasterize(store, cam, backend="cpu").alpha.double()  # pixel ends just above it
+        ends_near += float((t_near < 2 * T_MIN).double().mean()) / len(cams)
+        ends_all += float((t_all < 2 * T_MIN).double().mean()) / len(cams)
     print("| Gaussians | visible per view | footprint pairs per pixel |")
     print("|---|---|---|")
     for name, (n, pairs) in rows.items():
         print(f"| {name} | {n:,.0f} | {pairs:.1f} |")
-    print(f"pixels whose blend stops (T < 1e-4): {100 * ends_near:.1f} % with the near Gaussians alone, "
+    print(f"pixels whose blend stops (T < {T_MIN:g}): {100 * ends_near:.1f} % with the near Gaussians alone, "
           f"{100 * ends_all:.1f} % with all")
     (f_all, b_all), (f_near, b_near) = timed([store, near_store], cams)
     print(f"rasterize over {len(cams)} views, all Gaussians: forward {f_all:.3f} s, backward {b_all:.3f} s")

@@ -124,9 +124,10 @@ class SceneClusters:
     def counts(self) -> dict:
         return {k: int(v.max()) + 1 if len(v) else 0 for k, v in self.labels.items()}
 
-    def fits(self, store: GaussianStore) -> bool:
-        """Whether these clusters serve ``store``: made for its geometry by this method."""
-        return self.fingerprint == store_fingerprint(store) and self.method == METHOD
+    def fits(self, fingerprint: str) -> bool:
+        """Whether these clusters serve the store of ``fingerprint`` (``store_fingerprint``):
+        made for its geometry by this method."""
+        return self.fingerprint == fingerprint and self.method == METHOD
 
 
 def store_fingerprint(store: GaussianStore) -> str:

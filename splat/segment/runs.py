@@ -137,12 +137,13 @@ def run_clusters(run: str | Path, store: GaussianStore, dataset, backend: str = 
 
     layout = Run(run)
     cached = load_clusters(layout.segments_path)
-    if cached is not None and cached.fits(store):
+    fingerprint = store_fingerprint(store)
+    if cached is not None and cached.fits(fingerprint):
         return cached
     if announce:
         if cached is None:
             why = "none are cached"
-        elif cached.fingerprint != store_fingerprint(store):
+        elif cached.fingerprint != fingerprint:
             why = "the scene changed since they were made"
         else:
             why = "they were made by an older method"

@@ -121,7 +121,7 @@ class SelectionTool:
             self.clusters = (store, self.clusters[1])
             return self.clusters[1]
         cached = load_clusters(self.cache) if self.cache is not None else None
-        if cached is None or not cached.fits(store):
+        if cached is None or not cached.fits(fingerprint):
             self.gui_info.content = "preparing the scene's clusters (once) ..."
             cached = prepare_clusters(store, cams, backend=backend)
             if self.cache is not None:
