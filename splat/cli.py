@@ -290,7 +290,7 @@ def segment_prepare(
     run: Path = typer.Argument(..., help="A training run folder."),
     backend: str = typer.Option("auto", help="auto, cpu, cuda or torch."),
 ):
-    """Compute the scene's clusters for clicks (objects and groups) into RUN/segments.pt."""
+    """Compute the scene's clusters for clicks (objects, their parts, groups) into RUN/segments.pt."""
     from .progress import Progress
     from .segment.runs import prepare_run
     from .train.run import Run
@@ -315,6 +315,7 @@ def segment_click(
     view: int = typer.Option(..., "--view", help="Index of the clicked view in RUN/cameras.json."),
     pixel: list[str] = typer.Option(..., "--pixel", help="X,Y in that view's pixels; repeatable."),
     group: bool = typer.Option(False, "--group", help="Pick the whole group (objects that touch with no step between them: a stack)."),
+    part: bool = typer.Option(False, "--part", help="Pick the part of the object (a piece of one colour: a box's face, a ball's stripe)."),
     method: str = typer.Option("clusters", help="clusters (the prepared clusters) or grow (region growing, slower)."),
     label: Optional[int] = typer.Option(None, "--label", help="Label for the object (default: the next free one)."),
     bias: float = typer.Option(0.0, help="Background bias of the solve (grow)."),
@@ -329,7 +330,9 @@ def segment_click(
 
     pixels = [parse_pixel(p) for p in pixel]
     announce = lambda text: typer.echo(text, err=True)  # noqa: E731
-    level = "group" if group else "object"
+    if group and part:
+        raise SplatError("--group and --part: pick one level")
+    level = "group" if group else "part" if part else "object"
     target, (store, k, n) = _labelled(run, out, lambda: click_run(run, view, pixels, label, bias, backend,
                                                                   method=method, level=level, announce=announce))
     typer.echo(json.dumps({"label": k, "selected": n, "gaussians": len(store), "wrote": str(target)}))

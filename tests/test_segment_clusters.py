@@ -1,4 +1,4 @@
-"""Click segmentation by the scene's clusters: preparation, picks at both levels, the cache, failure paths."""
+"""Click segmentation by the scene's clusters: preparation, picks at each level, the cache, failure paths."""
 
 import json
 
@@ -11,7 +11,7 @@ from splat.cli import main
 from splat.errors import SplatError
 from splat.io.ply import load_ply
 from splat.segment import click_select, label_votes, render_labels
-from splat.segment.clusters import pick_cluster, prepare_clusters, store_fingerprint
+from splat.segment.clusters import METHOD, pick_cluster, prepare_clusters, store_fingerprint
 from test_segment import box_points, cams, tabletop
 
 
@@ -53,7 +53,10 @@ def test_every_gaussian_has_a_cluster_and_preparation_is_deterministic(prepared)
     again = prepare_clusters(store, views, backend="cpu")
     assert all(torch.equal(clusters.labels[k], again.labels[k]) for k in clusters.labels)
     assert clusters.fingerprint == store_fingerprint(store) == again.fingerprint
-    assert clusters.counts()["object"] >= clusters.counts()["group"]
+    assert clusters.counts()["part"] >= clusters.counts()["object"] >= clusters.counts()["group"]
+    # each part lies in one object
+    part, obj = clusters.labels["part"], clusters.labels["object"]
+    assert all(len(torch.unique(obj[part == k])) == 1 for k in range(int(part.max()) + 1))
 
 
 def stacked_boxes() -> tuple[GaussianStore, torch.Tensor]:
@@ -92,6 +95,42 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
     assert precision > 0.95 and recall > 0.75, (precision, recall)
 
 
+def two_colour_box() -> tuple[GaussianStore, torch.Tensor]:
+    """A grey floor (label 0) with a blue box standing on it whose top face is red: box
+    Gaussians 1, its top face's 2."""
+    g = torch.Generator().manual_seed(2)
+    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    box = box_points(3000, [1.0, 1.0, 0.6], [0.0, 0.0, 0.3], g)
+    means = torch.cat([floor, box])
+    n = len(means)
+    top = torch.cat([torch.zeros(4000, dtype=torch.bool), box[:, 2] > 0.6 - 1e-6])
+    scales = torch.full((n, 3), 0.04)
+    scales[:4000, 2] = 0.005
+    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.1, 0.3, 0.9]]).expand(3000, 3)])
+    colours[top] = torch.tensor([0.9, 0.1, 0.1])
+    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
+                                         torch.full((n,), 0.95), colours)
+    return store, torch.cat([torch.zeros(4000), torch.ones(3000)]).long() + top.long()
+
+
+def test_a_plain_click_picks_the_whole_box_and_a_part_click_its_face():
+    store, truth = two_colour_box()
+    views = cams(12, 128)
+    clusters = prepare_clusters(store, views, backend="cpu")
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    view = views[0]
+    pixel = _centre_pixel(render_labels(gt, view, backend="cpu") == 2)  # on the red top
+    sel = pick_cluster(store, clusters, view, pixel, "object", backend="cpu")
+    precision, recall = _precision_recall(store, views, sel, truth > 0)
+    # the top and the sides (the box's bottom rim, seen at a graze, goes with the floor)
+    assert precision > 0.95 and recall > 0.6 and int((sel & (truth == 1)).sum()) > 1500, (precision, recall)
+    # the face alone (where it meets the sides, some of its rim goes with them)
+    sel = pick_cluster(store, clusters, view, pixel, "part", backend="cpu")
+    precision, recall = _precision_recall(store, views, sel, truth == 2)
+    assert precision > 0.95 and recall > 0.6, (precision, recall)
+
+
 def test_the_neighbour_graph_bridges_clumps_whose_nearest_neighbours_are_each_other():
     from splat.segment.linkage import neighbour_edges
 
@@ -124,7 +163,7 @@ def test_a_small_piece_in_the_wrong_group_joins_the_object_whose_colour_it_share
     colour[:, 100:200] = 1
     group = np.r_[np.zeros(100), np.ones(110)].astype(np.int64)
     flat = np.zeros(210, bool)
-    obj = object_level(colour, edges, group, flat, flat, ClusterParams())
+    obj = object_level(colour, edges, group, flat, flat, ClusterParams())[1]
     assert len(set(obj[:100])) == 1 and len(set(obj[100:200])) == 1 and obj[0] != obj[100]
     assert (obj[200:] == obj[0]).all()
 
@@ -143,9 +182,10 @@ def test_two_colour_pieces_of_one_group_join_across_a_convex_fold_not_across_a_f
     group, flat = np.zeros(200, np.int64), np.zeros(200, bool)
     rim = flat.copy()
     rim[:30] = rim[100:130] = True
-    assert len(set(object_level(colour, edges, group, flat, rim, ClusterParams()))) == 1
-    assert len(set(object_level(colour, edges, group, flat, flat, ClusterParams()))) == 2
-    assert len(set(object_level(colour, edges, group, rim, rim, ClusterParams()))) == 2  # a crease there too
+    parts, obj = object_level(colour, edges, group, flat, rim, ClusterParams())
+    assert len(set(obj)) == 1 and len(set(parts)) == 2  # one object, its faces two parts
+    assert len(set(object_level(colour, edges, group, flat, flat, ClusterParams())[1])) == 2
+    assert len(set(object_level(colour, edges, group, rim, rim, ClusterParams())[1])) == 2  # a crease there too
 
 
 def test_pieces_of_one_colour_join_across_creases_once_a_strip_between_them_is_absorbed():
@@ -165,9 +205,9 @@ def test_pieces_of_one_colour_join_across_creases_once_a_strip_between_them_is_a
     creased[60:70] = True
     colour = np.ones((4, 130), np.int64)
     colour[:, 60:70] = 2
-    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams()))) == 1
+    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams())[1])) == 1
     colour[:, 70:] = 3
-    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams()))) == 2
+    assert len(set(object_level(colour, edges, group, creased, flat, ClusterParams())[1])) == 2
 
 
 def touching_balls() -> tuple[GaussianStore, torch.Tensor]:
@@ -288,7 +328,7 @@ def test_prepare_caches_clusters_and_clicks_use_them(capsys, tiny_run, tmp_path)
     info = json.loads(out.strip().splitlines()[-1])
     assert (tiny_run / "segments.pt").is_file() and info["wrote"] == str(tiny_run / "segments.pt")
     assert info["clusters"]["object"] >= info["clusters"]["group"] >= 1 and info["views"] > 0
-    for extra in ([], ["--group"]):
+    for extra in ([], ["--group"], ["--part"]):
         code = main(["segment", "click", str(tiny_run), "--view", "0", "--pixel", "24,30", *extra,
                      "--out", str(tmp_path / "l.ply")])
         out, err = capsys.readouterr()
@@ -326,12 +366,13 @@ def test_a_stale_or_broken_cache_is_prepared_again(capsys, tiny_run, tmp_path):
     code = main(["segment", "click", str(run), "--view", "0", "--pixel", "24,30", "--out", str(tmp_path / "c.ply")])
     _, err = capsys.readouterr()
     assert code == 0 and "older method" in err, err
-    assert load_clusters(run / "segments.pt").method == 2
+    assert load_clusters(run / "segments.pt").method == METHOD
 
 
 @pytest.mark.parametrize("args,message", [
     (["click", "{run}", "--view", "0", "--pixel", "1,1", "--method", "magic"], "use clusters or grow"),
     (["click", "{run}", "--view", "0", "--pixel", "100,1"], "outside"),
+    (["click", "{run}", "--view", "0", "--pixel", "1,1", "--group", "--part"], "pick one level"),
     (["prepare", "{tmp}"], "not a training run"),
 ])
 def test_cluster_click_errors_are_one_line(capsys, tiny_run, tmp_path, args, message):

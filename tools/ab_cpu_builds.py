@@ -8,6 +8,11 @@ a shared, noisy machine interleaved calls compare two builds where separate
 runs of tools/bench_cpu.py cannot (they moved by ±20 % between runs here).
 
     python tools/ab_cpu_builds.py OLD_BUILD_DIR NEW_BUILD_DIR [--size 256] [--n 20000] [--reps 30]
+    python tools/ab_cpu_builds.py OLD_BUILD_DIR NEW_BUILD_DIR --run RUN [--views 6] [--reps 5]
+
+With --run, a trained run's Gaussians and every n-th of its training views (6 of them)
+instead of the synthetic scene; the stage times are summed over the views. Either way the
+last line says whether the two builds gave the same image and gradients bit for bit.
 
 A build directory is one of $SPLAT_CACHE/splat_cpu_* (every source change builds a new one).
 """
@@ -47,13 +52,15 @@ def load_build(folder: str):
     return module
 
 
-def run_stages(ext, params, cam, size: int, background: torch.Tensor):
-    """Seconds per stage (and the total) of one forward+backward, and the image."""
+def run_stages(ext, params, cam, background: torch.Tensor):
+    """Seconds per stage (and the total) of one forward+backward, and the outputs (the
+    image, then the gradients of the Gaussians' parameters)."""
     cam_args = camera_args(cam)
     t0 = time.perf_counter()
     means2d, conics, opac, colors, depths, extents, radii = ext.project_fwd(*params, *cam_args, 3, False)
     t1 = time.perf_counter()
-    out = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, size, size, background, None, 0)
+    out = ext.rasterize_fwd(means2d, conics, opac, colors, depths, extents, radii, cam.width, cam.height, background,
+                            None, 0)
     # colour, alpha, depth, depth_sum, trans_final, last, contributions, label contributions, median, lists
     color, depth_sum, trans_final, last, lists = out[0], out[3], out[4], out[5], out[9:]
     t2 = time.perf_counter()
@@ -64,9 +71,18 @@ def run_stages(ext, params, cam, size: int, background: torch.Tensor):
         args += (False,)
     grads = ext.rasterize_bwd(*args)
     t3 = time.perf_counter()
-    ext.project_bwd(*params, *cam_args, 3, False, radii, *grads[:5])
+    param_grads = ext.project_bwd(*params, *cam_args, 3, False, radii, *grads[:5])
     t4 = time.perf_counter()
-    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0], color
+    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0], [color, *param_grads]
+
+
+def run_scene(folder: str, views: int):
+    """(store, cameras) of a trained run: its Gaussians and ``views`` of its training views, evenly spread."""
+    from splat.train.run import Run
+
+    _, dataset, store = Run(folder).load()
+    train = dataset.train
+    return store, [dataset.cameras[i] for i in train[:: max(1, len(train) // views)][:views]]
 
 
 def main() -> None:
@@ -76,25 +92,38 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--run", help="a trained run: its Gaussians and training views instead of the synthetic scene")
+    ap.add_argument("--views", type=int, default=6, help="with --run: how many of its training views")
     args = ap.parse_args()
     builds = {"A": load_build(args.old), "B": load_build(args.new)}
-    store, cam = bench_scene(args.n), bench_camera(args.size)
+    if args.run:
+        store, cams = run_scene(args.run, args.views)
+        scene = f"{args.run}: {len(store)} Gaussians, {len(cams)} views of {cams[0].width}x{cams[0].height}"
+    else:
+        store, cams = bench_scene(args.n), [bench_camera(args.size)]
+        scene = f"{args.size}x{args.size}, N={args.n}"
     params = [t.contiguous() for t in (store.means, store.log_scales, store.quats, store.opacity_logits, store.sh)]
     background = torch.zeros(3)
     times = {k: [] for k in builds}
-    images = {}
+    outputs = {k: [] for k in builds}
     for _ in range(args.reps):
         for key, ext in builds.items():
-            stage_times, images[key] = run_stages(ext, params, cam, args.size, background)
-            times[key].append(stage_times)
-    print(f"{args.size}x{args.size}, N={args.n}, threads {torch.get_num_threads()}: ms over {args.reps} "
-          f"interleaved calls, minimum and median")
+            per_view = []
+            outputs[key] = []
+            for cam in cams:
+                stage_times, outs = run_stages(ext, params, cam, background)
+                per_view.append(stage_times)
+                outputs[key] += outs
+            times[key].append([sum(t) for t in zip(*per_view)])
+    print(f"{scene}, threads {torch.get_num_threads()}: ms over {args.reps} interleaved calls, minimum and median")
     print("          " + "".join(f"{s:>11}" for s in STAGES))
     for stat, pick in (("min", min), ("median", statistics.median)):
         for key in builds:
             per_stage = zip(*times[key])
             print(f"{key} {stat:>7}" + "".join(f"{pick(t) * 1e3:11.2f}" for t in per_stage))
-    print(f"largest image difference A - B: {(images['A'] - images['B']).abs().max().item():.2e}")
+    same = all(torch.equal(a, b) for a, b in zip(outputs["A"], outputs["B"]))
+    largest = max((a - b).abs().max().item() for a, b in zip(outputs["A"], outputs["B"]))
+    print(f"image and gradients bit for bit the same: {'yes' if same else 'no'} (largest difference {largest:.2e})")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ Mask lifting: the training views' instance maps are lifted to Gaussian labels, l
 images are rendered at the held-out views, IoU per object (intersection and union summed
 over the held-out views). Click: for each object, one click well inside its largest mask
 among the training views (the pixel farthest from the mask's edge); the selection is
-rendered at the held-out views and compared with that object's mask. Click methods: ``object`` and
-``group`` (the levels of the clusters ``splat segment prepare`` computes, timed apart; a
-plain click and ``--group`` of ``splat segment click``), ``best`` (per object the better
-of the two: what a user gets who tries both) and ``grow`` (region growing over the
+rendered at the held-out views and compared with that object's mask. Click methods: ``object``,
+``part`` and ``group`` (the levels of the clusters ``splat segment prepare`` computes, timed
+apart; a plain click, ``--part`` and ``--group`` of ``splat segment click``), ``best`` (per
+object the best of the levels asked for: what a user gets who tries each) and ``grow`` (region growing over the
 rendered surface, ``--method grow`` of ``splat segment click``). A click that raises
 counts as IoU 0 and its one-line reason is printed.
 
-    python tools/eval_segmentation.py RUN [--backend cpu] [--bias 0.0] [--method object,group,grow]
+    python tools/eval_segmentation.py RUN [--backend cpu] [--bias 0.0] [--method object,part,group,grow]
 
 RUN is a training run on a generated dataset (e.g. `splat demo --out D` makes D/run).
 """
@@ -26,7 +26,7 @@ import torch
 
 from splat.errors import SplatError
 from splat.segment import GrowParams, click_select, lift_labels, render_labels
-from splat.segment.clusters import ClusterParams, pick_cluster, prepare_clusters
+from splat.segment.clusters import LEVELS, ClusterParams, pick_cluster, prepare_clusters
 from splat.segment.runs import fit_labels, read_label_image
 from splat.train.run import Run
 
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--bias", type=float, default=0.0)
-    ap.add_argument("--method", default="object,group,grow", help="comma-separated: object, group, grow")
+    ap.add_argument("--method", default="object,part,group,grow", help="comma-separated: object, part, group, grow")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="a ClusterParams field for the preparation (repeatable; colour.scale for a nested one)")
     args = ap.parse_args()
@@ -79,8 +79,8 @@ def main() -> None:
             raise SystemExit(f"--param {item}: no such field")
         setattr(owner, field, type(getattr(owner, field))(value))
     methods = [m for m in args.method.split(",") if m]
-    if not methods or set(methods) - {"object", "group", "grow"}:
-        raise SystemExit("--method: a comma-separated list of object, group and grow")
+    if not methods or set(methods) - {*LEVELS, "grow"}:
+        raise SystemExit(f"--method: a comma-separated list of {', '.join(LEVELS)} and grow")
 
     _, dataset, store = Run(args.run).load()
     train_cams = [dataset.cameras[i] for i in dataset.train]
@@ -98,13 +98,12 @@ def main() -> None:
     lift_iou = iou_table(pred, gt_test, objects)
 
     clusters = None
-    if {"object", "group"} & set(methods):
+    levels = [m for m in methods if m in LEVELS]
+    if levels:
         clusters = prepare_clusters(store, train_cams, params, backend=args.backend)
-    select = {
-        "object": lambda cam, px: pick_cluster(store, clusters, cam, px, "object", backend=args.backend),
-        "group": lambda cam, px: pick_cluster(store, clusters, cam, px, "group", backend=args.backend),
-        "grow": lambda cam, px: click_select(store, cam, [px], train_cams, GrowParams(), backend=args.backend),
-    }
+    select = {level: (lambda cam, px, level=level: pick_cluster(store, clusters, cam, px, level, backend=args.backend))
+              for level in levels}
+    select["grow"] = lambda cam, px: click_select(store, cam, [px], train_cams, GrowParams(), backend=args.backend)
     iou = {m: {} for m in methods}
     ms = {m: {} for m in methods}
     failures = []
@@ -125,9 +124,9 @@ def main() -> None:
             pred_k = [render_labels(picked, dataset.cameras[i], backend=args.backend) for i in dataset.test]
             iou[m][k] = iou_table(pred_k, gt_test, [k], {k: 1})[k]
 
-    if "object" in methods and "group" in methods:  # the better of a plain and a group click
-        iou["best"] = {k: max(iou["object"][k], iou["group"][k]) for k in objects}
-        ms["best"] = {k: max(ms["object"][k], ms["group"][k]) for k in objects}
+    if len(levels) > 1:  # the best of the levels' clicks
+        iou["best"] = {k: max(iou[m][k] for m in levels) for k in objects}
+        ms["best"] = {k: max(ms[m][k] for m in levels) for k in objects}
         methods = methods + ["best"]
     print(f"run {args.run}: {len(store)} Gaussians, {len(dataset.train)} training / {len(dataset.test)} held-out views, "
           f"backend {args.backend}, {torch.get_num_threads()} threads; lifting took {t_lift:.2f} s")

@@ -30,10 +30,14 @@ def main() -> None:
     ap.add_argument("--view", type=int, required=True, help="index in RUN/cameras.json")
     ap.add_argument("--pixel", action="append", required=True, help="X,Y in the view's pixels (repeatable)")
     ap.add_argument("--group", action="store_true", help="the group level instead of the object")
+    ap.add_argument("--part", action="store_true", help="the part level instead of the object")
     ap.add_argument("--method", default="clusters", choices=("clusters", "grow"))
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.group and args.part:
+        raise SystemExit("--group and --part: pick one level")
+    level = "group" if args.group else "part" if args.part else "object"
 
     _, dataset, store = Run(args.run).load()
     cam = dataset.cameras[args.view]
@@ -46,7 +50,7 @@ def main() -> None:
         t0 = time.perf_counter()
         sel = torch.zeros(len(store), dtype=torch.bool)
         for p in pixels:
-            sel |= pick_cluster(store, clusters, cam, p, "group" if args.group else "object", backend=args.backend)
+            sel |= pick_cluster(store, clusters, cam, p, level, backend=args.backend)
     seconds = time.perf_counter() - t0
     plain = rasterize(store, cam, backend=args.backend, contributions=False).color[0].clamp(0, 1)
     lit = rasterize(highlighted(store, sel), cam, backend=args.backend, contributions=False).color[0].clamp(0, 1)

@@ -175,10 +175,12 @@ def _join_pointers(label: np.ndarray, m: int, src: np.ndarray, dst: np.ndarray, 
     return np.unique(comp[label], return_inverse=True)[1]
 
 
-def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 10) -> np.ndarray:
+def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_size: int, rounds: int = 10,
+                 keep: np.ndarray | None = None) -> np.ndarray:
     """Clusters of fewer than ``min_size`` members join the linked cluster with the largest
     summed edge ``weight`` to them (a Gaussian no neighbour agreed with would otherwise stay a
-    cluster of its own, and win a click where it is large). Dense ids.
+    cluster of its own, and win a click where it is large); a cluster holding a Gaussian
+    that ``keep`` [N] bool marks stays whatever its size. Dense ids.
 
     Each small cluster points at one cluster; the components of those pointers merge. A
     component holds at most one cluster that is not small (those point nowhere), so two
@@ -186,11 +188,13 @@ def absorb_small(label: np.ndarray, edges: np.ndarray, weight: np.ndarray, min_s
     label = np.unique(label, return_inverse=True)[1]
     for _ in range(rounds):
         sizes = np.bincount(label)
+        if keep is not None:
+            sizes[label[keep]] = min_size
         a, b = label[edges[:, 0]], label[edges[:, 1]]
-        keep = (sizes[a] < min_size) & (a != b)
-        if not keep.any():
+        out = (sizes[a] < min_size) & (a != b)
+        if not out.any():
             break
-        a, b, w = a[keep], b[keep], weight[keep] + 1e-6  # a link of weight 0 still counts
+        a, b, w = a[out], b[out], weight[out] + 1e-6  # a link of weight 0 still counts
         m = len(sizes)
         pair, inverse = np.unique(a * m + b, return_inverse=True)
         total = np.bincount(inverse, w)

@@ -3,9 +3,9 @@ selection is highlighted, and buttons delete it, keep only it, or save it to a f
 
 A click picks among the scene's clusters (``splat.segment.clusters``): prepared on the first
 click (or read from a run's ``segments.pt`` when it belongs to the scene), then each click
-costs one render of a pixel. "Whole group" picks the coarser level (a stack of touching
-objects); viser reports no modifier keys with a click, so a checkbox stands in for a
-modified click. The region-growing
+costs one render of a pixel. "Pick" chooses the level: the object, one of its parts (a
+piece of one colour: a box's face) or the whole group (a stack of touching objects); viser
+reports no modifier keys with a click, so the dropdown stands in for a modified click. The region-growing
 click (``splat.segment.click_select``) stays available as the method "grow"."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..segment.clusters import LEVELS
 from ..store import GaussianStore
 from .server import Viewer
 
@@ -47,7 +48,7 @@ class SelectionTool:
         gui = viewer.server.gui
         with gui.add_folder("Select object"):
             self.gui_enabled = gui.add_checkbox("Click selects", True)
-            self.gui_group = gui.add_checkbox("Whole group", False)
+            self.gui_level = gui.add_dropdown("Pick", LEVELS, initial_value=LEVELS[0])
             self.gui_method = gui.add_dropdown("Method", ("clusters", "grow"), initial_value="clusters")
             self.gui_delete = gui.add_button("Delete selection", disabled=True)
             self.gui_keep = gui.add_button("Keep only selection", disabled=True)
@@ -99,8 +100,7 @@ class SelectionTool:
                     mask = click_select(store, camera, [pixel], cams, backend=settings.backend)
                 else:
                     clusters = self._clusters_of(store, cams, settings.backend)
-                    level = "group" if self.gui_group.value else "object"
-                    mask = pick_cluster(store, clusters, camera, pixel, level, backend=settings.backend)
+                    mask = pick_cluster(store, clusters, camera, pixel, self.gui_level.value, backend=settings.backend)
             except SplatError as e:
                 self.gui_info.content = f"no selection: {e}"
                 return
