@@ -59,32 +59,45 @@ def test_every_gaussian_has_a_cluster_and_preparation_is_deterministic(prepared)
     assert all(len(torch.unique(obj[part == k])) == 1 for k in range(int(part.max()) + 1))
 
 
+def floor_points(g: torch.Generator) -> torch.Tensor:
+    """[4000, 3] points on the floor z = 0, x and y in [-2, 2]."""
+    return torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+
+
+def on_a_floor(floor: torch.Tensor, points: torch.Tensor, colours: torch.Tensor) -> GaussianStore:
+    """A grey floor of flat Gaussians at ``floor`` [4000, 3] (the first rows) and round opaque
+    Gaussians at ``points`` [M, 3] of ``colours`` [M, 3]."""
+    means = torch.cat([floor, points])
+    n = len(means)
+    scales = torch.full((n, 3), 0.04)
+    scales[:4000, 2] = 0.005
+    return GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
+                                        torch.full((n,), 0.95), torch.cat([torch.full((4000, 3), 0.6), colours]))
+
+
+def prepared_view(store: GaussianStore, truth: torch.Tensor):
+    """(12 views of 128 px, the store's clusters, the first view, its rendered truth labels)."""
+    views = cams(12, 128)
+    gt = store.clone()
+    gt.extras["labels"] = truth
+    return views, prepare_clusters(store, views, backend="cpu"), views[0], render_labels(gt, views[0], backend="cpu")
+
+
 def stacked_boxes() -> tuple[GaussianStore, torch.Tensor]:
     """A floor (label 0), a blue box (1) and an orange box standing on it (2): the two boxes
     touch over a whole face, with no step in depth between them."""
     g = torch.Generator().manual_seed(1)
-    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    floor = floor_points(g)
     lower = box_points(2500, [0.8, 0.8, 0.5], [0.0, 0.0, 0.25], g)
     upper = box_points(2000, [0.8, 0.8, 0.5], [0.0, 0.0, 0.75], g)
-    means = torch.cat([floor, lower, upper])
-    n = len(means)
-    scales = torch.full((n, 3), 0.04)
-    scales[:4000, 2] = 0.005
-    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.1, 0.3, 0.9]]).expand(2500, 3),
-                         torch.tensor([[0.95, 0.55, 0.1]]).expand(2000, 3)])
-    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
-                                         torch.full((n,), 0.95), colours)
+    colours = torch.cat([torch.tensor([[0.1, 0.3, 0.9]]).expand(2500, 3), torch.tensor([[0.95, 0.55, 0.1]]).expand(2000, 3)])
+    store = on_a_floor(floor, torch.cat([lower, upper]), colours)
     return store, torch.cat([torch.zeros(4000), torch.ones(2500), torch.full((2000,), 2)]).long()
 
 
 def test_the_object_level_splits_touching_objects_of_different_colours():
     store, truth = stacked_boxes()
-    views = cams(12, 128)
-    clusters = prepare_clusters(store, views, backend="cpu")
-    gt = store.clone()
-    gt.extras["labels"] = truth
-    view = views[0]
-    labels = render_labels(gt, view, backend="cpu")
+    views, clusters, view, labels = prepared_view(store, truth)
     for obj in (1, 2):
         sel = pick_cluster(store, clusters, view, _centre_pixel(labels == obj), "object", backend="cpu")
         precision, recall = _precision_recall(store, views, sel, truth == obj)
@@ -96,31 +109,21 @@ def test_the_object_level_splits_touching_objects_of_different_colours():
 
 
 def two_colour_box() -> tuple[GaussianStore, torch.Tensor]:
-    """A grey floor (label 0) with a blue box standing on it whose top face is red: box
+    """A floor (label 0) with a blue box standing on it whose top face is red: box
     Gaussians 1, its top face's 2."""
     g = torch.Generator().manual_seed(2)
-    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    floor = floor_points(g)
     box = box_points(3000, [1.0, 1.0, 0.6], [0.0, 0.0, 0.3], g)
-    means = torch.cat([floor, box])
-    n = len(means)
-    top = torch.cat([torch.zeros(4000, dtype=torch.bool), box[:, 2] > 0.6 - 1e-6])
-    scales = torch.full((n, 3), 0.04)
-    scales[:4000, 2] = 0.005
-    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.1, 0.3, 0.9]]).expand(3000, 3)])
+    top = box[:, 2] > 0.6 - 1e-6
+    colours = torch.tensor([[0.1, 0.3, 0.9]]).expand(3000, 3).clone()
     colours[top] = torch.tensor([0.9, 0.1, 0.1])
-    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
-                                         torch.full((n,), 0.95), colours)
-    return store, torch.cat([torch.zeros(4000), torch.ones(3000)]).long() + top.long()
+    return on_a_floor(floor, box, colours), torch.cat([torch.zeros(4000), torch.ones(3000) + top.float()]).long()
 
 
 def test_a_plain_click_picks_the_whole_box_and_a_part_click_its_face():
     store, truth = two_colour_box()
-    views = cams(12, 128)
-    clusters = prepare_clusters(store, views, backend="cpu")
-    gt = store.clone()
-    gt.extras["labels"] = truth
-    view = views[0]
-    pixel = _centre_pixel(render_labels(gt, view, backend="cpu") == 2)  # on the red top
+    views, clusters, view, labels = prepared_view(store, truth)
+    pixel = _centre_pixel(labels == 2)  # on the red top
     sel = pick_cluster(store, clusters, view, pixel, "object", backend="cpu")
     precision, recall = _precision_recall(store, views, sel, truth > 0)
     # the top and the sides (the box's bottom rim, seen at a graze, goes with the floor)
@@ -214,28 +217,17 @@ def touching_balls() -> tuple[GaussianStore, torch.Tensor]:
     """A floor (label 0) and two balls of one colour side by side (1, 2), touching: from some
     views no depth step and no colour edge parts them, only the fold between them."""
     g = torch.Generator().manual_seed(2)
-    floor = torch.cat([torch.rand(4000, 2, generator=g) * 4 - 2, torch.zeros(4000, 1)], 1)
+    floor = floor_points(g)
     r = 0.35
     balls = [torch.nn.functional.normalize(torch.randn(1500, 3, generator=g), dim=1) * r + torch.tensor([x, 0.0, r])
              for x in (-r, r)]
-    means = torch.cat([floor, *balls])
-    n = len(means)
-    scales = torch.full((n, 3), 0.04)
-    scales[:4000, 2] = 0.005
-    colours = torch.cat([torch.full((4000, 3), 0.6), torch.tensor([[0.9, 0.2, 0.1]]).expand(3000, 3)])
-    store = GaussianStore.from_activated(means, scales, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4).clone(),
-                                         torch.full((n,), 0.95), colours)
+    store = on_a_floor(floor, torch.cat(balls), torch.tensor([[0.9, 0.2, 0.1]]).expand(3000, 3))
     return store, torch.cat([torch.zeros(4000), torch.ones(1500), torch.full((1500,), 2)]).long()
 
 
 def test_the_object_level_splits_touching_objects_of_one_colour_at_their_crease():
     store, truth = touching_balls()
-    views = cams(12, 128)
-    clusters = prepare_clusters(store, views, backend="cpu")
-    gt = store.clone()
-    gt.extras["labels"] = truth
-    view = views[0]
-    labels = render_labels(gt, view, backend="cpu")
+    views, clusters, view, labels = prepared_view(store, truth)
     for obj in (1, 2):
         sel = pick_cluster(store, clusters, view, _centre_pixel(labels == obj), "object", backend="cpu")
         precision, recall = _precision_recall(store, views, sel, truth == obj)

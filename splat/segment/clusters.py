@@ -58,10 +58,9 @@ from .linkage import (absorb_small, average_linkage, cluster_linkage, edge_agree
                       neighbour_edges)
 from .segments2d import ColourParams, colour_segments, geometric_segments
 
-# What a click can pick, finest to coarsest but for the first, which a plain click picks:
-# an object; one of its parts (its colour pieces before the joins across folds and alike
-# colours: a box's face, a ball's stripe); a group of touching objects (a stack).
-# Each part lies in one object, each object in one group.
+# What a click can pick: the object (a plain click), one of its parts (its colour pieces
+# before the joins across folds and alike colours: a box's face, a thin stem) or the group
+# of touching objects (a stack). Each part lies in one object.
 LEVELS = ("object", "part", "group")
 # The method's version, kept with the cache: clusters made by another version are made again
 # (2: the neighbour graph's bridges and the alike join; 3: the part level).
