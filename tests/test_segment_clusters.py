@@ -191,6 +191,29 @@ def test_two_colour_pieces_of_one_group_join_across_a_convex_fold_not_across_a_f
     assert len(set(object_level(colour, edges, group, rim, rim, ClusterParams())[1])) == 2  # a crease there too
 
 
+def test_a_small_piece_whose_colour_agrees_with_none_around_it_stays_an_object():
+    import numpy as np
+
+    from splat.segment.clusters import ClusterParams, object_level
+
+    # foliage (0-99, segment 1 in every view) and a wall (100-199, segment 2); a stem of 10
+    # (200-209) in the wall's group, of the foliage's segment, touching the foliage by one
+    # edge and the wall by ten: its boundary agrees at 1/11, so it stays apart, as an object
+    # and a part, though its histogram matches the foliage's
+    chain = lambda lo, hi: np.stack([np.arange(lo, hi - 1), np.arange(lo + 1, hi)], 1)  # noqa: E731
+    edges = np.concatenate([chain(0, 100), chain(100, 200), chain(200, 210),
+                            np.stack([np.arange(200, 210), np.arange(100, 110)], 1), [[200, 0]]])
+    colour = np.ones((4, 210), np.int64)
+    colour[:, 100:200] = 2
+    group = np.r_[np.zeros(100), np.ones(110)].astype(np.int64)
+    flat = np.zeros(210, bool)
+    parts, obj = object_level(colour, edges, group, flat, flat, ClusterParams())
+    for labels in (parts, obj):
+        assert len(set(labels)) == 3 and len(set(labels[200:])) == 1 and labels[200] not in (labels[0], labels[100])
+    small = ClusterParams(distinct_part=0.05)  # below the stem's agreement: it joins the foliage
+    assert len(set(object_level(colour, edges, group, flat, flat, small)[1])) == 2
+
+
 def test_pieces_of_one_colour_join_across_creases_once_a_strip_between_them_is_absorbed():
     import numpy as np
 

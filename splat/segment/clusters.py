@@ -28,8 +28,8 @@ click picks from.
      the part level is the finer choice (the colour pieces before the last joins: a box's
      face, a ball's stripe), the group level the coarser one (a stack, a plant with its pot).
 5. Clusters of fewer than ``min_cluster`` Gaussians join their strongest neighbour (at the
-   object level the one whose colour agrees most, in any group; a part may be smaller where
-   its colour agrees with none around it: a thin stem), and
+   object level the one whose colour agrees most, in any group; a part, and so an object,
+   may be smaller where its colour agrees with none around it: a thin stem), and
    Gaussians no view saw take the cluster of the nearest Gaussian that a view saw, so a
    selection also holds an object's hidden inside.
 
@@ -81,10 +81,10 @@ class ClusterParams:
     object_edges: float = 0.85  # the same for the colour table, inside a group
     object_clusters: float = 0.3  # mean histogram cosine to join clusters at the object level
     min_cluster: int = 50  # smaller clusters join their strongest neighbour
-    # ... parts may be smaller, down to ``min_part``, where their colour agrees with none
-    # around them (``part_level``): furnished's stem is 7 Gaussians, its piece of 11 agrees
-    # at 0.05 (a part click on it: 0.140 -> 0.615); the rims where a box's faces meet agree
-    # at 0.4-0.8 and join a face
+    # ... parts and objects may be smaller, down to ``min_part``, where their colour agrees
+    # with none around them (``part_level``): furnished's stem is 7 Gaussians, its piece of
+    # 11 agrees at 0.05 (a click on it: 0.140 -> 0.615); the rims where a box's faces meet
+    # agree at 0.4-0.8 and join a face
     min_part: int = 5
     distinct_part: float = 0.2
     keep_plane: bool = True  # a group lying on the scene's planes (a floor, a table top, a room's shell) is not split by colour
@@ -211,9 +211,9 @@ def _majority(group: np.ndarray, obj: np.ndarray, seen: np.ndarray) -> np.ndarra
 def part_level(pieces: np.ndarray, edges: np.ndarray, agree: np.ndarray, p: ClusterParams) -> np.ndarray:
     """[N] part ids from the colour linkage's ``pieces`` [N]: pieces under ``min_part`` join
     their strongest neighbour (``absorb_small``), and so do those under ``min_cluster`` but
-    where their colour agrees with none around them (mean ``agree`` over the ``edges`` across
-    their boundary under ``distinct_part``): a thin stem in front of a wall stays a part, a
-    rim where two faces meet joins one of them."""
+    for the ones whose colour agrees with none around them (mean ``agree`` over the ``edges``
+    across their boundary under ``distinct_part``): a thin stem in front of a wall stays a
+    part, a rim where two faces meet joins one of them."""
     parts = absorb_small(pieces, edges, agree, p.min_part)
     a, b = parts[edges[:, 0]], parts[edges[:, 1]]
     cross = a != b
@@ -235,14 +235,16 @@ def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creas
     segments run together in some views), then the histogram merge. Then clusters under
     ``min_cluster`` join the neighbour whose colour they agree with most, in any group: a
     piece that the geometric table put in the wrong group (a box's lower face joined to the
-    floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942).
+    floor it stands on) goes back to its object (furnished: the cabinet 0.848 -> 0.942);
+    those whose colour agrees with none around them stay (``part_level``: the parts), and
+    take no part in the last join (furnished's stem 0.140 -> 0.615).
     Then clusters of one group join across a boundary that is convex more than creased
     (``convex_join``): the faces of a box, the stripes of a ball, which the colour cut apart.
     Last, neighbouring clusters whose segment histograms agree closely (``alike``) join,
     whatever their boundary and group: where the rendered depth is noisy, creases run
     everywhere (a box's faces in a room), and a thin stem's geometric segments part it from
-    what it carries (stacked's stem 0.516 -> 0.909). The parts are the clusters before the
-    joins across folds and alike colours (``part_level``)."""
+    what it carries (stacked's stem 0.516 -> 0.909). The objects are built from the parts,
+    so each part lies in one object."""
     agree = edge_agreement(torch.from_numpy(colour), edges)
     same = group[edges[:, 0]] == group[edges[:, 1]]
     inside, agree_inside = edges[same], agree[same]
@@ -250,10 +252,13 @@ def object_level(colour: np.ndarray, edges: np.ndarray, group: np.ndarray, creas
     obj = average_linkage(len(group), inside, np.where(on_crease, 0.0, agree_inside), p.object_edges)
     obj = cluster_linkage(obj, inside, colour, p.object_clusters)
     parts = part_level(obj, edges, agree, p)
-    obj = absorb_small(obj, edges, agree, p.min_cluster)
     fold = (convex[inside[:, 0]] | convex[inside[:, 1]]).astype(np.float64) - on_crease
-    obj = average_linkage(len(group), inside, fold, p.convex_join, label=obj, min_edges=p.convex_edges)
-    return parts, cluster_linkage(obj, edges, colour, p.alike)
+    obj = average_linkage(len(group), inside, fold, p.convex_join, label=parts, min_edges=p.convex_edges)
+    # the small parts that stayed (their colour agrees with none around them) stay out of
+    # the alike join too: a stem's few Gaussians would join what they touch on the
+    # histograms of so few
+    small = np.bincount(obj)[obj] < p.min_cluster
+    return parts, cluster_linkage(obj, edges[~(small[edges[:, 0]] | small[edges[:, 1]])], colour, p.alike)
 
 
 def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: ClusterParams | None = None,
@@ -292,7 +297,7 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     group = join_isolated(group, store.means, seen.numpy(), p.min_cluster)
     concave, convex = _fold_shares(store, views, folds, backend)
     parts, obj = object_level(tc.numpy(), edges, group, concave >= p.crease, convex >= p.convex, p)
-    obj = join_isolated(obj, store.means, seen.numpy(), p.min_cluster, within=group)
+    obj = join_isolated(obj, store.means, seen.numpy(), p.min_part, within=group)
     group = _majority(group, obj, seen.numpy())  # a piece that moved to another group's object moves with it
     if planes and p.keep_plane:  # the planes' pieces are one object, whatever their colours
         # centres lie in a slab a few tolerances thick: within 2 of a plane, 84 % of the room
