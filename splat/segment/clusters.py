@@ -63,8 +63,9 @@ from .segments2d import ColourParams, colour_segments, geometric_segments
 # of touching objects (a stack). Each part lies in one object.
 LEVELS = ("object", "part", "group")
 # The method's version, kept with the cache: clusters made by another version are made again
-# (2: the neighbour graph's bridges and the alike join; 3: the part level).
-METHOD = 3
+# (2: the neighbour graph's bridges and the alike join; 3: the part level; 4: objects made
+# of the parts).
+METHOD = 4
 
 
 @dataclass
