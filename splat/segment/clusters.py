@@ -298,6 +298,7 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
     group = join_isolated(group, store.means, seen.numpy(), p.min_cluster)
     concave, convex = _fold_shares(store, views, folds, backend)
     parts, obj = object_level(tc.numpy(), edges, group, concave >= p.crease, convex >= p.convex, p)
+    # pieces with no edge out (clumps) join the nearest object; the small parts that stayed apart stay
     obj = join_isolated(obj, store.means, seen.numpy(), p.min_part, within=group)
     group = _majority(group, obj, seen.numpy())  # a piece that moved to another group's object moves with it
     if planes and p.keep_plane:  # the planes' pieces are one object, whatever their colours
@@ -305,7 +306,7 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
         # scene's shell, and at most 27 % of any object of the built-in scenes
         on = near_planes(planes, store.means.detach().cpu(), widen=2.0).numpy()
         obj = join_planar(obj, edges, np.bincount(obj, on) / np.bincount(obj) >= p.plane_share)
-    # a part lies in one object: the moves after the joins (isolated pieces) cut it there
+    # each part lies in one object (objects are made of parts; this keeps it so, whatever moves)
     parts = np.unique(parts * (int(obj.max()) + 1) + obj, return_inverse=True)[1]
     labels = {}
     for level, lab in (("object", obj), ("part", parts), ("group", group)):
