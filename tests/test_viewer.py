@@ -285,6 +285,35 @@ def test_click_in_the_browser_selects_highlights_and_keeps_an_object(tmp_path):
         viewer.close()
 
 
+def test_the_pick_list_chooses_the_level_a_click_selects():
+    from splat.segment import render_labels
+    from splat.segment.clusters import LEVELS, pick_cluster
+    from splat.viewer import Viewer
+    from splat.viewer.select import SelectionTool
+    from test_segment import cams
+    from test_segment_clusters import two_colour_box
+
+    store, truth = two_colour_box()  # a blue box with a red top: the object and its part differ there
+    cam = Camera.look_at((0.0, -4.0, 2.5), (0, 0, 0.3), (0, 0, 1), 45, 160, 120)
+    viewer = Viewer(store, cameras=[cam], port=free_port(), backend="cpu")
+    tool = SelectionTool(viewer, cameras=cams(12, 128))
+    try:
+        gt = store.clone()
+        gt.extras["labels"] = truth
+        ys, xs = torch.nonzero(render_labels(gt, cam, backend="cpu") == 2, as_tuple=True)  # the top
+        pixel = (float(xs.float().mean()) + 0.5, float(ys.float().mean()) + 0.5)
+        assert tuple(tool.gui_level.options) == LEVELS and tool.gui_level.value == "object"
+        picked = {}
+        for level in LEVELS:
+            tool.gui_level.value = level
+            tool.select_at(cam, pixel)
+            picked[level] = tool.mask
+            assert torch.equal(tool.mask, pick_cluster(store, tool.clusters[1], cam, pixel, level, backend="cpu")), level
+        assert picked["part"].sum() < picked["object"].sum()
+    finally:
+        viewer.close()
+
+
 def test_train_view_flag_runs_without_a_browser(tmp_path, capsys):
     from conftest import gaussian_dataset, run_cli
 
