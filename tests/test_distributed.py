@@ -32,7 +32,7 @@ def _config(data, **extra):
 
 def _one_step_gradients(trainer) -> dict:
     """The gradients of the trainer's next step (no update, no strategy move; the SH bands
-    above degree 0 get none at step 0)."""
+    above degree 0 get zeros at step 0)."""
     trainer.adam.step = lambda: None
     trainer.strategy.after_step = lambda *a: None
     trainer.train_step()
@@ -81,7 +81,7 @@ def test_two_ranks_give_the_one_process_gradients_of_a_batch(tmp_path):
     expected = _one_step_gradients(single)
     mp.spawn(_rank_main, args=(2, _free_port(), str(data), str(tmp_path), n), nprocs=2, join=True)
     parts = [torch.load(tmp_path / f"grads_{r}.pt") for r in range(2)]
-    assert set(expected) == {"means", "log_scales", "quats", "opacity_logits", "sh_dc"}
+    assert set(expected) == {"means", "log_scales", "quats", "opacity_logits", "sh"}
     assert [len(p["means"]) for p in parts] == [shard_rows(n, r, 2).stop - shard_rows(n, r, 2).start for r in range(2)]
     for name, grad in expected.items():
         gathered = torch.cat([p[name] for p in parts])

@@ -252,6 +252,29 @@ def test_resume_is_exact(tiny_scene, tmp_path, strategy):
     assert (tmp_path / "two" / "scene.ply").is_file()
 
 
+def test_a_checkpoint_with_sh_in_two_groups_resumes_exactly(tiny_scene, tmp_path):
+    # runs saved before SH became one optimised tensor kept it as sh_dc [N, 1, 3] and sh_rest
+    # [N, 15, 3], each with its moments: such a checkpoint continues as the run would have
+    one = Trainer.start(_config(tiny_scene), tmp_path / "one")
+    one.train()
+    two = Trainer.start(_config(tiny_scene), tmp_path / "two")
+    two.train(stop_after=12)
+    path = list_checkpoints(tmp_path / "two")[-1]
+    state = torch.load(path, weights_only=True)
+    adam = state["adam"]
+    del adam["bands"]
+    for key in ("params", "exp_avg", "exp_avg_sq"):
+        sh = adam[key].pop("sh")
+        adam[key].update(sh_dc=sh[:, :1].clone(), sh_rest=sh[:, 1:].clone())
+    torch.save(state, path)
+    two = Trainer.resume(tmp_path / "two")
+    two.train()
+    assert set(two.adam.params) == set(one.adam.params)
+    for k in one.adam.params:
+        assert torch.equal(one.adam.params[k], two.adam.params[k]), k
+        assert torch.equal(one.adam.exp_avg[k], two.adam.exp_avg[k]), k
+
+
 def test_nan_stops_with_one_line_and_keeps_the_checkpoint(tiny_scene, tmp_path):
     t = Trainer.start(_config(tiny_scene, steps=20), tmp_path / "run")
     t.train(stop_after=12)
@@ -321,6 +344,30 @@ def test_fused_adam_matches_torch():
     for k in p:
         assert torch.allclose(ref.params[k], fused.params[k], rtol=1e-5, atol=1e-6), k
         assert torch.allclose(ref.exp_avg_sq[k], fused.exp_avg_sq[k], rtol=1e-5, atol=1e-9), k
+
+
+def test_a_banded_group_steps_as_its_two_bands_would_apart():
+    from splat.train.fused import load_train_extension
+
+    # SH as one group whose DC values (the first 3 of each row) learn at one rate and the rest
+    # at another: the same numbers as two groups, fused and in torch
+    p = _params(50)
+    lrs = {"sh_dc": 0.01, "sh_rest": 0.0005}
+    one = {"sh": torch.cat([p["sh_dc"], torch.randn(50, 15, 3, generator=torch.Generator().manual_seed(3))], 1)}
+    two = {"sh_dc": one["sh"][:, :1].clone(), "sh_rest": one["sh"][:, 1:].clone()}
+    bands = {"sh": (3, "sh_dc", "sh_rest")}
+    g = torch.Generator().manual_seed(2)
+    grads = [torch.randn(50, 16, 3, generator=g) for _ in range(5)]
+    for fused in (None, load_train_extension()):
+        banded, apart = Adam(one, lrs, fused=fused, bands=bands), Adam(two, lrs, fused=fused)
+        for grad in grads:
+            banded.params["sh"].grad = grad.clone()
+            apart.params["sh_dc"].grad, apart.params["sh_rest"].grad = grad[:, :1].clone(), grad[:, 1:].clone()
+            banded.step()
+            apart.step()
+        joined = torch.cat([apart.params["sh_dc"], apart.params["sh_rest"]], 1)
+        assert torch.equal(banded.params["sh"], joined), fused
+        assert not torch.equal(banded.params["sh"], one["sh"])
 
 
 def test_points_alpha_and_masks(tiny_scene, tmp_path):
@@ -433,7 +480,7 @@ def test_a_batch_steps_on_the_mean_of_its_views_gradients(tiny_scene, tmp_path):
     want = {k: torch.zeros_like(v) for k, v in start.items()}
     for i in views:
         params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
-        store = store_from_params(params, 0)
+        store = store_from_params(params)
         rgb, alpha, mask = t.view_images(i)
         image = rasterize(store, t.dataset.cameras[i], backend="cpu", sh_degree=0, background=torch.zeros(3)).color[0]
         loss = photometric_loss(image, rgb, mask, cfg.ssim_weight, fused=True) / 2
@@ -441,7 +488,7 @@ def test_a_batch_steps_on_the_mean_of_its_views_gradients(tiny_scene, tmp_path):
         for k in want:
             if params[k].grad is not None:
                 want[k] += params[k].grad
-    assert {"means", "log_scales", "quats", "opacity_logits", "sh_dc"} <= set(got)
+    assert {"means", "log_scales", "quats", "opacity_logits", "sh"} <= set(got)
     for k in set(got) - {"lrs"}:
         assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-7), k
 

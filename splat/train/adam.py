@@ -19,14 +19,19 @@ class Adam:
     Attributes:
         params: name -> leaf tensor [N, ...] requiring grad.
         lrs: name -> current learning rate (the trainer sets them each step).
+        bands: name -> (lead, rate, rest rate): the group's first ``lead`` values of each row
+            learn at ``lrs[rate]``, the others at ``lrs[rest rate]`` (SH in one tensor: its DC
+            band and the higher ones); a group not named learns at ``lrs[name]``.
         exp_avg, exp_avg_sq: name -> first and second moments, shaped like the parameter.
         steps: number of updates done (bias correction, shared by all rows).
     """
 
     def __init__(self, params: Dict[str, torch.Tensor], lrs: Dict[str, float], eps: float = 1e-15,
-                 betas: tuple[float, float] = (0.9, 0.999), fused=None):
+                 betas: tuple[float, float] = (0.9, 0.999), fused=None,
+                 bands: Dict[str, tuple[int, str, str]] | None = None):
         self.params = {k: v.detach().clone().contiguous().requires_grad_(True) for k, v in params.items()}
         self.lrs = dict(lrs)
+        self.bands = dict(bands or {})
         self.eps, self.betas = eps, betas
         self.exp_avg = {k: torch.zeros_like(v) for k, v in self.params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in self.params.items()}
@@ -47,14 +52,21 @@ class Adam:
             if g is None:  # e.g. the higher SH bands before the degree ramp reaches them
                 continue
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
+            lead, rate, rest = self.bands.get(k, (0, k, k))
             if self.fused is not None and p.device.type == "cpu" and p.numel():
-                self.fused.adam_step(p, g.contiguous(), m, v, self.lrs[k], b1, b2, self.eps, self.steps)
+                self.fused.adam_step(p, g.contiguous(), m, v, self.lrs[rate], b1, b2, self.eps, self.steps, lead,
+                                     self.lrs[rest])
                 p.grad = None
                 continue
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v / bc2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lrs[k] / bc1)
+            if lead:  # the rows' leading values, then the rest, at their rates
+                rows = (p.view(len(p), -1), m.view(len(p), -1), denom.view(len(p), -1))
+                rows[0][:, :lead].addcdiv_(rows[1][:, :lead], rows[2][:, :lead], value=-self.lrs[rate] / bc1)
+                rows[0][:, lead:].addcdiv_(rows[1][:, lead:], rows[2][:, lead:], value=-self.lrs[rest] / bc1)
+            else:
+                p.addcdiv_(m, denom, value=-self.lrs[k] / bc1)
             p.grad = None
 
     # -- row operations (all keep params and moments aligned) ----------------------------
@@ -94,6 +106,7 @@ class Adam:
             "exp_avg": {k: v.clone() for k, v in self.exp_avg.items()},
             "exp_avg_sq": {k: v.clone() for k, v in self.exp_avg_sq.items()},
             "steps": self.steps, "lrs": dict(self.lrs), "eps": self.eps, "betas": tuple(self.betas),
+            "bands": dict(self.bands),
         }
 
     @classmethod
@@ -101,7 +114,7 @@ class Adam:
         """The optimiser ``state_dict`` saved, its tensors moved to ``device`` where given."""
         move = (lambda t: t.to(device)) if device is not None else (lambda t: t)
         opt = cls({k: move(v) for k, v in state["params"].items()}, state["lrs"], state["eps"],
-                  tuple(state["betas"]), fused)
+                  tuple(state["betas"]), fused, {k: tuple(v) for k, v in state.get("bands", {}).items()})
         opt.exp_avg = {k: move(v).clone() for k, v in state["exp_avg"].items()}
         opt.exp_avg_sq = {k: move(v).clone() for k, v in state["exp_avg_sq"].items()}
         opt.steps = int(state["steps"])

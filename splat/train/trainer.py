@@ -29,7 +29,7 @@ from ..io.ply import save_ply
 from ..render import rasterize
 from ..render.api import resolve_backend
 from .run import Run
-from ..store import GaussianStore, num_sh_bases
+from ..store import GaussianStore
 from .adam import Adam
 from .adc import ADCStrategy
 from .appearance import Appearance
@@ -46,19 +46,34 @@ def _times(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | Non
     return a if b is None else b if a is None else a * b
 
 
-def store_from_params(params: dict, sh_degree: int | None = None) -> GaussianStore:
-    """The GaussianStore view of the optimised tensors, with SH bands up to ``sh_degree``
-    (fewer bands leave the higher ones out of the graph, so they get no gradient)."""
-    rest = params["sh_rest"]
-    if sh_degree is not None:
-        rest = rest[:, : num_sh_bases(sh_degree) - 1]
-    sh = torch.cat([params["sh_dc"], rest], 1) if rest.shape[1] else params["sh_dc"]
-    return GaussianStore(params["means"], params["log_scales"], params["quats"], params["opacity_logits"], sh)
+# SH is one optimised tensor [N, K, 3] (the store's, not joined anew each step); its DC band,
+# the first 3 values of each row, learns at lr "sh_dc" and the higher bands at "sh_rest".
+SH_BANDS = {"sh": (3, "sh_dc", "sh_rest")}
+
+
+def store_from_params(params: dict) -> GaussianStore:
+    """The GaussianStore view of the optimised tensors. A render at a lower SH degree than
+    the store's reads the bands it needs; the others get a zero gradient."""
+    return GaussianStore(params["means"], params["log_scales"], params["quats"], params["opacity_logits"],
+                         params["sh"])
 
 
 def params_from_store(store: GaussianStore) -> dict:
     return {"means": store.means, "log_scales": store.log_scales, "quats": store.quats,
-            "opacity_logits": store.opacity_logits, "sh_dc": store.sh[:, :1], "sh_rest": store.sh[:, 1:]}
+            "opacity_logits": store.opacity_logits, "sh": store.sh}
+
+
+def merged_sh(adam_state: dict) -> dict:
+    """An optimiser state saved with SH in two groups (sh_dc, sh_rest: runs before SH became
+    one tensor) with them joined, rows and moments alike; any other state as it is."""
+    if "sh_dc" not in adam_state["params"]:
+        return adam_state
+    out = {**adam_state, "bands": SH_BANDS}
+    for key in ("params", "exp_avg", "exp_avg_sq"):
+        groups = dict(adam_state[key])
+        dc, rest = groups.pop("sh_dc"), groups.pop("sh_rest")
+        out[key] = {**groups, "sh": torch.cat([dc, rest], 1)}
+    return out
 
 
 def fit_to_dataset(config: TrainConfig, dataset: Dataset) -> None:
@@ -205,7 +220,7 @@ class Trainer:
     def _init_gaussians(self) -> None:
         store = starting_store(self.config, self.dataset, self.scene_scale, self.generator)
         params = {k: v.to(self.device) for k, v in self._own_part(params_from_store(store)).items()}
-        self.adam = Adam(params, self._learning_rates(0), fused=self.fused)
+        self.adam = Adam(params, self._learning_rates(0), fused=self.fused, bands=SH_BANDS)
 
     def _own_part(self, params: dict) -> dict:
         """The Gaussians of ``params`` this process trains (all of them here)."""
@@ -228,7 +243,7 @@ class Trainer:
                              f"this trainer runs in one")
         try:
             self.step = int(state["step"])
-            self.adam = Adam.from_state_dict(state["adam"], fused=self.fused, device=self.device)
+            self.adam = Adam.from_state_dict(merged_sh(state["adam"]), fused=self.fused, device=self.device)
             self.strategy.load_state_dict(state["strategy"])
             self.generator.set_state(state["generator"])
             self.order, self.order_pos = state["order"], int(state["order_pos"])
@@ -327,7 +342,7 @@ class Trainer:
         views = [self._next_view() for _ in range(c.batch)]
         bg = self._background()
         sh_degree = min(step // c.sh_interval, c.sh_degree)
-        store = store_from_params(self.adam.params, sh_degree)
+        store = store_from_params(self.adam.params)
         rendered, results, extra_loss = self._render(store, views, bg, sh_degree)
         photo, alpha_loss, psnrs = [], [], []
         for i, image, predicted_alpha, depth in rendered:
