@@ -49,7 +49,7 @@ class Adam:
         bc1, bc2 = 1 - b1**self.steps, 1 - b2**self.steps
         for k, p in self.params.items():
             g = p.grad
-            if g is None:  # e.g. the higher SH bands before the degree ramp reaches them
+            if g is None:  # a group the step's loss did not reach
                 continue
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
             lead, rate, rest = self.bands.get(k, (0, k, k))
