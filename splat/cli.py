@@ -326,13 +326,11 @@ def segment_click(
 
     The clusters come from RUN/segments.pt (``splat segment prepare``); when it is missing or
     the scene changed, they are prepared first."""
-    from .segment.runs import click_run, parse_pixel
+    from .segment.runs import click_level, click_run, parse_pixel
 
     pixels = [parse_pixel(p) for p in pixel]
     announce = lambda text: typer.echo(text, err=True)  # noqa: E731
-    if group and part:
-        raise SplatError("--group and --part: pick one level")
-    level = "group" if group else "part" if part else "object"
+    level = click_level(group, part)
     target, (store, k, n) = _labelled(run, out, lambda: click_run(run, view, pixels, label, bias, backend,
                                                                   method=method, level=level, announce=announce))
     typer.echo(json.dumps({"label": k, "selected": n, "gaussians": len(store), "wrote": str(target)}))

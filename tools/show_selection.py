@@ -15,11 +15,12 @@ import time
 import numpy as np
 import torch
 
+from splat.errors import SplatError
 from splat.io.images import save_image
 from splat.render import rasterize
 from splat.segment import click_select
 from splat.segment.clusters import pick_cluster
-from splat.segment.runs import parse_pixel, run_clusters
+from splat.segment.runs import click_level, parse_pixel, run_clusters
 from splat.train.run import Run
 from splat.viewer.select import highlighted
 
@@ -35,9 +36,10 @@ def main() -> None:
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    if args.group and args.part:
-        raise SystemExit("--group and --part: pick one level")
-    level = "group" if args.group else "part" if args.part else "object"
+    try:
+        level = click_level(args.group, args.part)
+    except SplatError as e:
+        raise SystemExit(f"error: {e}") from None
 
     _, dataset, store = Run(args.run).load()
     cam = dataset.cameras[args.view]

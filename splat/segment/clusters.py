@@ -306,8 +306,6 @@ def prepare_clusters(store: GaussianStore, cameras: Sequence[Camera], params: Cl
         # scene's shell, and at most 27 % of any object of the built-in scenes
         on = near_planes(planes, store.means.detach().cpu(), widen=2.0).numpy()
         obj = join_planar(obj, edges, np.bincount(obj, on) / np.bincount(obj) >= p.plane_share)
-    # each part lies in one object (objects are made of parts; this keeps it so, whatever moves)
-    parts = np.unique(parts * (int(obj.max()) + 1) + obj, return_inverse=True)[1]
     labels = {}
     for level, lab in (("object", obj), ("part", parts), ("group", group)):
         lab = np.where(seen.numpy(), lab, -1)

@@ -86,6 +86,13 @@ def parse_pixel(text: str) -> tuple[float, float]:
     return x, y
 
 
+def click_level(group: bool, part: bool) -> str:
+    """The level the --group and --part flags of a click ask for (neither: the object)."""
+    if group and part:
+        raise SplatError("--group and --part: pick one level")
+    return "group" if group else "part" if part else "object"
+
+
 def prepare_run(run: str | Path, backend: str = "auto", params: ClusterParams | None = None,
                 progress=None) -> SceneClusters:
     """The clusters of the run's scene from its training views, written to RUN/segments.pt."""

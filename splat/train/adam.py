@@ -62,9 +62,9 @@ class Adam:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v / bc2).sqrt_().add_(self.eps)
             if lead:  # the rows' leading values, then the rest, at their rates
-                rows = (p.view(len(p), -1), m.view(len(p), -1), denom.view(len(p), -1))
-                rows[0][:, :lead].addcdiv_(rows[1][:, :lead], rows[2][:, :lead], value=-self.lrs[rate] / bc1)
-                rows[0][:, lead:].addcdiv_(rows[1][:, lead:], rows[2][:, lead:], value=-self.lrs[rest] / bc1)
+                p_rows, m_rows, d_rows = (t.view(len(p), -1) for t in (p, m, denom))
+                p_rows[:, :lead].addcdiv_(m_rows[:, :lead], d_rows[:, :lead], value=-self.lrs[rate] / bc1)
+                p_rows[:, lead:].addcdiv_(m_rows[:, lead:], d_rows[:, lead:], value=-self.lrs[rest] / bc1)
             else:
                 p.addcdiv_(m, denom, value=-self.lrs[k] / bc1)
             p.grad = None
