@@ -94,11 +94,17 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
             int py0, py1;
             pixel_rows(mean, extents + 2 * g, ty0, std::min(TILE, height - ty0), py0, py1);
             if (py1 < py0) continue;
-            T lo[TILE], hi[TILE];
+            T lo_f[TILE], hi_f[TILE];
+            int32_t lo[TILE], hi[TILE];
             for (int r = 0; r < TILE; ++r)  // the tile row's spans at once: a vector loop
-                spans.columns_f(T(py0 + r) + T(0.5) - spans.my, lo[r], hi[r]);
+                spans.columns_f(T(ty0 + r) + T(0.5) - spans.my, lo_f[r], hi_f[r]);
+            for (int r = 0; r < TILE; ++r) {  // whole numbers within +-1e9: exact as int32
+                const bool in_box = ty0 + r >= py0 && ty0 + r <= py1;
+                lo[r] = in_box ? int32_t(lo_f[r]) : INT32_MAX / 2;
+                hi[r] = in_box ? int32_t(hi_f[r]) : INT32_MIN / 2;
+            }
             for (int tx = x0; tx <= x1; ++tx) {
-                const uint32_t mask = chunk_mask(lo, hi, py0, py1, tx * TILE, ty0, std::min(TILE, width - tx * TILE));
+                const uint32_t mask = chunk_mask(lo, hi, tx * TILE, std::min(TILE, width - tx * TILE));
                 if (mask == 0) continue;
                 box_tile[box_start[m] + n] = ty * tiles_x + tx;
                 box_mask[box_start[m] + n++] = mask;

@@ -33,6 +33,7 @@ constexpr int CHUNK_W = 4, CHUNK_H = 2, CHUNK = CHUNK_W * CHUNK_H;
 constexpr int CHUNKS_X = TILE / CHUNK_W;
 constexpr int MAX_CHUNKS = TILE * TILE / CHUNK;
 static_assert(MAX_CHUNKS == 32, "a tile's chunks are the bits of one uint32_t");
+static_assert(CHUNK_W == 4, "chunk_mask divides columns by 4 with a shift");
 static_assert(CHUNK_H == 2, "the pixel loops pick each lane's row offset from two values");
 
 // Index in a tile's state arrays of tile-local pixel (x, y), and back.
@@ -46,17 +47,26 @@ template <typename T> T lane_dx(int i) { return T(i % CHUNK_W) + T(0.5); }
 inline bool lane_row1(int i) { return i >= CHUNK_W; }
 
 // The chunks of the tile at (tx0, ty0) that a Gaussian can reach, as a bit mask:
-// bit (r / 2) * 4 + c / 4 for tile-local row r and column c. Rows come from the
-// screen box (pixel_rows), columns from the row spans of the ellipse; lo / hi
-// hold the spans of the tile's rows py0 .. py1 (from row py0). Binning computes
-// the masks once; both blend passes read them (chunk_list).
-template <typename T>
-uint32_t chunk_mask(const T* lo, const T* hi, int py0, int py1, int tx0, int ty0, int tw) {
+// bit (r / 2) * 4 + c / 4 for tile-local row r and column c. lo / hi hold, for each
+// of the tile's TILE rows, the span of whole pixel columns (columns_f, within
+// +-1e9) that the Gaussian can reach in it; lo > hi for rows it cannot reach
+// (outside its screen box: pixel_rows). Binning computes the masks once; both
+// blend passes read them (chunk_list).
+//
+// Chunk column k (pixels 4k .. 4k + 3 of the tile) is reached by a row where
+// lo <= tx0 + 4k + 3 and hi >= tx0 + 4k, i.e. for k from floor((lo - tx0) / 4) to
+// floor((hi - tx0) / 4): two shifts per row instead of a test per chunk, and a
+// fixed trip count, so the loop vectorises over the rows.
+inline uint32_t chunk_mask(const int32_t* lo, const int32_t* hi, int tx0, int tw) {
+    const int last_col = (tw - 1) / CHUNK_W;  // chunks past the image edge stay out
     uint32_t live = 0;
-    for (int r = 0; r <= py1 - py0; ++r)
-        for (int c = 0; c < TILE; c += CHUNK_W)
-            live |= uint32_t((lo[r] <= T(tx0 + c + CHUNK_W - 1)) & (hi[r] >= T(tx0 + c)) & (c < tw))
-                    << ((py0 - ty0 + r) / CHUNK_H * CHUNKS_X + c / CHUNK_W);
+    for (int r = 0; r < TILE; ++r) {
+        // first and one-past-last chunk column, each clamped to 0 .. 4
+        const int k0 = std::min(std::max((lo[r] - tx0) >> 2, 0), CHUNKS_X);
+        const int k1 = std::min(std::max(std::min((hi[r] - tx0) >> 2, last_col) + 1, 0), CHUNKS_X);
+        const uint32_t cols = ((1u << k1) - 1u) & ~((1u << k0) - 1u);
+        live |= cols << (r / CHUNK_H * CHUNKS_X);
+    }
     return live;
 }
 
