@@ -19,6 +19,27 @@ using namespace detail;
 
 namespace {
 
+// Counting sorts in parallel, with the result of the sequential stable sort: the
+// items are cut into BLOCKS runs of consecutive items, each run counts its keys,
+// and counting_starts turns counts[b * K + k] (items of key k in run b) into the
+// position of run b's first item of key k (the runs of one key follow each other
+// in run order); first[k] (K + 1 values, when given) gets key k's first position.
+constexpr int BLOCKS = 8;  // more runs than threads: a busy core does not hold the others up
+
+template <typename I>
+void counting_starts(std::vector<I>& counts, int K, I* first) {
+    I pos = 0;
+    for (int k = 0; k < K; ++k) {
+        if (first) first[k] = pos;
+        for (int b = 0; b < BLOCKS; ++b) {
+            const I c = counts[size_t(b) * K + k];
+            counts[size_t(b) * K + k] = pos;
+            pos += c;
+        }
+    }
+    if (first) first[K] = pos;
+}
+
 // Visible Gaussians (radii > 0) front to back: ascending depth, ties by index.
 // A stable LSD radix sort on the depth's bits (positive floats order as their
 // bits), started from index order: the same order as sorting (depth, index).
@@ -34,18 +55,27 @@ std::vector<int32_t> depth_order(int64_t N, const T* depths, const int32_t* radi
             keys.push_back(k);
             order.push_back(int32_t(i));
         }
-    const size_t M = keys.size();
+    const int64_t M = int64_t(keys.size());
     keys_tmp.resize(M);
     order_tmp.resize(M);
+    std::vector<int64_t> counts(BLOCKS * 256);
     for (int shift = 0; shift < int(8 * sizeof(Key)); shift += 8) {
-        size_t count[257] = {};
-        for (size_t m = 0; m < M; ++m) count[((keys[m] >> shift) & 0xff) + 1]++;
-        if (count[((keys.empty() ? 0 : keys[0]) >> shift & 0xff) + 1] == M) continue;  // one digit: already in order
-        for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
-        for (size_t m = 0; m < M; ++m) {
-            const size_t pos = count[(keys[m] >> shift) & 0xff]++;
-            keys_tmp[pos] = keys[m];
-            order_tmp[pos] = order[m];
+        std::fill(counts.begin(), counts.end(), 0);
+#pragma omp parallel for schedule(static, 1)
+        for (int b = 0; b < BLOCKS; ++b)
+            for (int64_t m = M * b / BLOCKS; m < M * (b + 1) / BLOCKS; ++m) counts[b * 256 + ((keys[m] >> shift) & 0xff)]++;
+        int64_t first_digit = 0;  // one digit only: already in order
+        for (int b = 0; b < BLOCKS && M > 0; ++b) first_digit += counts[b * 256 + ((keys[0] >> shift) & 0xff)];
+        if (first_digit == M) continue;
+        counting_starts(counts, 256, (int64_t*)nullptr);
+#pragma omp parallel for schedule(static, 1)
+        for (int b = 0; b < BLOCKS; ++b) {
+            int64_t* next = &counts[b * 256];
+            for (int64_t m = M * b / BLOCKS; m < M * (b + 1) / BLOCKS; ++m) {
+                const int64_t pos = next[(keys[m] >> shift) & 0xff]++;
+                keys_tmp[pos] = keys[m];
+                order_tmp[pos] = order[m];
+            }
         }
         keys.swap(keys_tmp);
         order.swap(order_tmp);
@@ -116,23 +146,36 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     g_offsets.resize(M + 1);
     std::partial_sum(g_count.begin(), g_count.end(), g_offsets.begin());
     const int32_t pairs = g_offsets[M];
-    // tile-major lists by a counting sort, stable in depth order; g_pairs is its inverse
-    offsets.assign(size_t(tiles_x) * tiles_y + 1, 0);
-    for (int64_t m = 0; m < M; ++m)
-        for (int32_t j = 0; j < g_count[m + 1]; ++j) offsets[box_tile[box_start[m] + j] + 1]++;
-    std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+    // tile-major lists by a counting sort, stable in depth order; g_pairs is its inverse.
+    // The runs of the sort: Gaussians [run_start[b], run_start[b + 1]), about equal in pairs
+    std::vector<int64_t> run_start(BLOCKS + 1);
+    for (int b = 0; b <= BLOCKS; ++b)
+        run_start[b] = std::lower_bound(g_offsets.begin(), g_offsets.end() - 1, int32_t(int64_t(pairs) * b / BLOCKS)) -
+                       g_offsets.begin();
+    run_start[BLOCKS] = M;
+    const int K = tiles_x * tiles_y;
+    std::vector<int32_t> counts(size_t(BLOCKS) * K, 0);
+#pragma omp parallel for schedule(static, 1)
+    for (int b = 0; b < BLOCKS; ++b)
+        for (int64_t m = run_start[b]; m < run_start[b + 1]; ++m)
+            for (int32_t j = 0; j < g_count[m + 1]; ++j) counts[size_t(b) * K + box_tile[box_start[m] + j]]++;
+    offsets.resize(size_t(K) + 1);
+    counting_starts(counts, K, offsets.data());
     ids.resize(pairs);
     bins.masks.resize(pairs);
     bins.g_pairs.resize(pairs);
-    std::vector<int32_t> fill(offsets.begin(), offsets.end() - 1);
-    for (int64_t m = 0; m < M; ++m)
-        for (int32_t j = 0; j < g_count[m + 1]; ++j) {
-            const int64_t b = box_start[m] + j;
-            const int32_t pos = fill[box_tile[b]]++;
-            ids[pos] = order[m];
-            bins.masks[pos] = int32_t(box_mask[b]);
-            bins.g_pairs[g_offsets[m] + j] = pos;
-        }
+#pragma omp parallel for schedule(static, 1)
+    for (int b = 0; b < BLOCKS; ++b) {
+        int32_t* next = &counts[size_t(b) * K];
+        for (int64_t m = run_start[b]; m < run_start[b + 1]; ++m)
+            for (int32_t j = 0; j < g_count[m + 1]; ++j) {
+                const int64_t box = box_start[m] + j;
+                const int32_t pos = next[box_tile[box]]++;
+                ids[pos] = order[m];
+                bins.masks[pos] = int32_t(box_mask[box]);
+                bins.g_pairs[g_offsets[m] + j] = pos;
+            }
+    }
 }
 
 template void bin_gaussians<float>(int64_t, const float*, const float*, const float*, const float*, const float*,
