@@ -33,7 +33,7 @@ def _config(data, **extra):
 def _one_step_gradients(trainer) -> dict:
     """The gradients of the trainer's next step (no update, no strategy move; the SH bands
     above degree 0 get zeros at step 0)."""
-    trainer.adam.step = lambda: None
+    trainer.adam.step = lambda **kw: None
     trainer.strategy.after_step = lambda *a: None
     trainer.train_step()
     return {k: p.grad.clone() for k, p in trainer.adam.params.items() if p.grad is not None}

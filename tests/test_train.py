@@ -370,6 +370,36 @@ def test_a_banded_group_steps_as_its_two_bands_would_apart():
         assert not torch.equal(banded.params["sh"], one["sh"])
 
 
+def test_the_fused_step_skips_values_not_in_use_with_the_same_numbers():
+    from splat.train.fused import load_train_extension
+
+    # SH at degree 1: the first 4 x 3 values of each row have gradients, the rest none yet.
+    # Skipping those (used) gives what the full step gives: they stay as they are.
+    g = torch.Generator().manual_seed(5)
+    sh = torch.randn(40, 16, 3, generator=g)
+    grads = [torch.randn(40, 16, 3, generator=g) for _ in range(4)]
+    for grad in grads:
+        grad[:, 4:] = 0
+    lrs = {"sh_dc": 0.01, "sh_rest": 0.0005}
+    fused = load_train_extension()
+    full, skipping = (Adam({"sh": sh}, lrs, fused=fused, bands={"sh": (3, "sh_dc", "sh_rest")}) for _ in range(2))
+    for grad in grads:
+        full.params["sh"].grad, skipping.params["sh"].grad = grad.clone(), grad.clone()
+        full.step()
+        skipping.step(used={"sh": 12})
+    assert torch.equal(full.params["sh"], skipping.params["sh"])
+    assert torch.equal(full.exp_avg_sq["sh"], skipping.exp_avg_sq["sh"])
+    assert torch.equal(skipping.params["sh"][:, 4:], sh[:, 4:]) and not torch.equal(skipping.params["sh"][:, :4], sh[:, :4])
+    # a plain group (lead 0) with used short of its row
+    p = torch.randn(30, 6, generator=g)
+    a, b = Adam({"x": p}, {"x": 0.01}, fused=fused), Adam({"x": p}, {"x": 0.01}, fused=fused)
+    grad = torch.cat([torch.randn(30, 2, generator=g), torch.zeros(30, 4)], 1)
+    a.params["x"].grad, b.params["x"].grad = grad.clone(), grad.clone()
+    a.step()
+    b.step(used={"x": 2})
+    assert torch.equal(a.params["x"], b.params["x"])
+
+
 def test_points_alpha_and_masks(tiny_scene, tmp_path):
     """The generator's points3d.ply arrives as the dataset's points; RGBA images and mask files
     train (alpha supervision, loss inside the mask)."""
@@ -468,10 +498,10 @@ def test_a_batch_steps_on_the_mean_of_its_views_gradients(tiny_scene, tmp_path):
     got = {}
     step = t.adam.step
 
-    def capture():
+    def capture(**kw):
         got.update({k: v.grad.clone() for k, v in t.adam.params.items() if v.grad is not None})
         got["lrs"] = dict(t.adam.lrs)
-        step()
+        step(**kw)
 
     t.adam.step = capture
     views = t.train_step()["view"]

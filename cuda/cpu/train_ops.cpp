@@ -138,7 +138,7 @@ _Pragma("omp parallel for schedule(static)")
 
 // In-place Adam step of one parameter tensor and its moments (see train_ops.h for lead).
 void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor v, double lr, double beta1, double beta2,
-               double eps, int64_t step, int64_t lead, double lr_rest) {
+               double eps, int64_t step, int64_t lead, double lr_rest, int64_t used) {
     const auto dt = p.scalar_type();
     TORCH_CHECK(dt == at::kFloat || dt == at::kDouble, "parameter must be float32 or float64");
     for (auto* t : {&g, &m, &v}) TORCH_CHECK(t->sizes() == p.sizes(), "adam: shapes differ");
@@ -149,6 +149,7 @@ void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor 
     const int64_t n = p.numel();
     const int64_t row = p.dim() > 0 && p.size(0) > 0 ? n / p.size(0) : 1;
     TORCH_CHECK(lead >= 0 && lead <= row, "adam: lead ", lead, " outside a row of ", row);
+    TORCH_CHECK(used >= 0 && used <= row, "adam: used ", used, " outside a row of ", row);
     const double bc1 = 1 - std::pow(beta1, double(step));
     const double step_size = lr / bc1, step_size_rest = (lead > 0 ? lr_rest : lr) / bc1;
     const double inv_bc2 = 1 / (1 - std::pow(beta2, double(step)));
@@ -162,15 +163,15 @@ void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor 
                                                  scalar_t(1 - beta1), scalar_t(1 - beta2), scalar_t(size),
                                                  scalar_t(inv_bc2), scalar_t(eps));
         };
-        if (lead == 0) {
+        if (lead == 0 && used == row) {
 _Pragma("omp parallel for schedule(static)")
             for (int64_t i = 0; i < n; ++i) update(i, step_size);
         } else {
-            const int64_t rows = n / row;
+            const int64_t rows = n / row, lead_used = std::min(lead, used);
 _Pragma("omp parallel for schedule(static)")
             for (int64_t r = 0; r < rows; ++r) {
-                for (int64_t i = r * row; i < r * row + lead; ++i) update(i, step_size);
-                for (int64_t i = r * row + lead; i < (r + 1) * row; ++i) update(i, step_size_rest);
+                for (int64_t i = r * row; i < r * row + lead_used; ++i) update(i, step_size);
+                for (int64_t i = r * row + lead_used; i < r * row + used; ++i) update(i, step_size_rest);
             }
         }
     });

@@ -15,9 +15,12 @@ std::vector<torch::Tensor> ssim_fwd(torch::Tensor a, torch::Tensor b);
 torch::Tensor ssim_bwd(torch::Tensor a, torch::Tensor b, torch::Tensor moments, torch::Tensor v_map);
 // One in-place Adam update of p and its moments m, v (step counts from 1). With lead > 0 the
 // rate is lr for the first `lead` values of each row of p (a row: p[i]) and lr_rest for the
-// others (SH: the DC band and the rest, one tensor); with lead = 0, lr everywhere.
+// others (SH: the DC band and the rest, one tensor); with lead = 0, lr everywhere. Only the
+// first `used` values of each row are stepped (SH: the bands of the degree reached); the
+// caller vouches that the others have a zero gradient and zero moments, where a step
+// would leave them as they are.
 void adam_step(torch::Tensor p, torch::Tensor g, torch::Tensor m, torch::Tensor v, double lr, double beta1, double beta2,
-               double eps, int64_t step, int64_t lead, double lr_rest);
+               double eps, int64_t step, int64_t lead, double lr_rest, int64_t used);
 
 // In place: means [N, 3] += the SGLD noise (splat/sgld.h) for noise draws eps [N, 3].
 void sgld_add(torch::Tensor means, torch::Tensor log_scales, torch::Tensor quats, torch::Tensor opacity_logits,

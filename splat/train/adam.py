@@ -42,8 +42,13 @@ class Adam:
         return next(iter(self.params.values())).shape[0]
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One update of every group that received a gradient; grads are then cleared."""
+    def step(self, used: Dict[str, int] | None = None) -> None:
+        """One update of every group that received a gradient; grads are then cleared.
+
+        ``used``: name -> how many leading values of each row are in use (SH: the bands of
+        the degree reached). The others must have a zero gradient and zero moments, where a
+        step leaves them as they are: the fused step skips them (the same numbers, less
+        work); the torch step does not need to."""
         self.steps += 1
         b1, b2 = self.betas
         bc1, bc2 = 1 - b1**self.steps, 1 - b2**self.steps
@@ -55,7 +60,7 @@ class Adam:
             lead, rate, rest = self.bands.get(k, (0, k, k))
             if self.fused is not None and p.device.type == "cpu" and p.numel():
                 self.fused.adam_step(p, g.contiguous(), m, v, self.lrs[rate], b1, b2, self.eps, self.steps, lead,
-                                     self.lrs[rest])
+                                     self.lrs[rest], (used or {}).get(k, p[0].numel()))
                 p.grad = None
                 continue
             m.mul_(b1).add_(g, alpha=1 - b1)

@@ -374,7 +374,8 @@ class Trainer:
         loss.backward()
         for result in self._strategy_results(results):
             self.strategy.after_backward(self.adam, result, step, views=c.batch)
-        self.adam.step()
+        # SH bands past the step's degree have had no gradient yet: the step skips them
+        self.adam.step(used={"sh": (sh_degree + 1) ** 2 * 3})
         self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
         self.step += 1
         metrics = {"step": self.step, "loss": loss_value, "psnr": psnr_mean,
