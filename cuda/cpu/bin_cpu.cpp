@@ -24,7 +24,7 @@ namespace {
 // and counting_starts turns counts[b * K + k] (items of key k in run b) into the
 // position of run b's first item of key k (the runs of one key follow each other
 // in run order); first[k] (K + 1 values, when given) gets key k's first position.
-constexpr int BLOCKS = 8;  // more runs than threads: a busy core does not hold the others up
+constexpr int BLOCKS = 8;  // more runs than threads, taken as threads come free: a busy core holds no one up
 
 template <typename I>
 void counting_starts(std::vector<I>& counts, int K, I* first) {
@@ -61,14 +61,14 @@ std::vector<int32_t> depth_order(int64_t N, const T* depths, const int32_t* radi
     std::vector<int64_t> counts(BLOCKS * 256);
     for (int shift = 0; shift < int(8 * sizeof(Key)); shift += 8) {
         std::fill(counts.begin(), counts.end(), 0);
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int b = 0; b < BLOCKS; ++b)
             for (int64_t m = M * b / BLOCKS; m < M * (b + 1) / BLOCKS; ++m) counts[b * 256 + ((keys[m] >> shift) & 0xff)]++;
         int64_t first_digit = 0;  // one digit only: already in order
         for (int b = 0; b < BLOCKS && M > 0; ++b) first_digit += counts[b * 256 + ((keys[0] >> shift) & 0xff)];
         if (first_digit == M) continue;
         counting_starts(counts, 256, (int64_t*)nullptr);
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int b = 0; b < BLOCKS; ++b) {
             int64_t* next = &counts[b * 256];
             for (int64_t m = M * b / BLOCKS; m < M * (b + 1) / BLOCKS; ++m) {
@@ -155,7 +155,7 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     run_start[BLOCKS] = M;
     const int K = tiles_x * tiles_y;
     std::vector<int32_t> counts(size_t(BLOCKS) * K, 0);
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < BLOCKS; ++b)
         for (int64_t m = run_start[b]; m < run_start[b + 1]; ++m)
             for (int32_t j = 0; j < g_count[m + 1]; ++j) counts[size_t(b) * K + box_tile[box_start[m] + j]]++;
@@ -164,7 +164,7 @@ void bin_gaussians(int64_t N, const T* means2d, const T* conics, const T* opacit
     ids.resize(pairs);
     bins.masks.resize(pairs);
     bins.g_pairs.resize(pairs);
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < BLOCKS; ++b) {
         int32_t* next = &counts[size_t(b) * K];
         for (int64_t m = run_start[b]; m < run_start[b + 1]; ++m)
