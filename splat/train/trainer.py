@@ -29,7 +29,7 @@ from ..io.ply import save_ply
 from ..render import rasterize
 from ..render.api import resolve_backend
 from .run import Run
-from ..store import GaussianStore
+from ..store import GaussianStore, num_sh_bases
 from .adam import Adam
 from .adc import ADCStrategy
 from .appearance import Appearance
@@ -375,7 +375,7 @@ class Trainer:
         for result in self._strategy_results(results):
             self.strategy.after_backward(self.adam, result, step, views=c.batch)
         # SH bands past the step's degree have had no gradient yet: the step skips them
-        self.adam.step(used={"sh": (sh_degree + 1) ** 2 * 3})
+        self.adam.step(used={"sh": num_sh_bases(sh_degree) * 3})
         self.strategy.after_step(self.adam, step, self.adam.lrs["means"])
         self.step += 1
         metrics = {"step": self.step, "loss": loss_value, "psnr": psnr_mean,
