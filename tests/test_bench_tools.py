@@ -56,3 +56,19 @@ def test_where_blend_time_goes_splits_the_footprint_and_times_both_renders(tmp_p
     parts = pairs["far"] + pairs["near, opacity < 0.05"] + pairs["near, 0.05 - 0.2"] + pairs["near, >= 0.2"]
     assert pairs["all"] > 0 and abs(parts - pairs["all"]) < 0.05 * pairs["all"] + 0.2, pairs
     assert "without the far ones: forward" in out.stdout
+
+
+def test_bench_real_compares_each_of_our_rows_with_the_peer_row():
+    sys.path.insert(0, str(TOOLS))
+    from bench_real import speed_lines
+
+    def row(s, psnr):
+        return {"seconds_per_step": s, "psnr": psnr}
+
+    rows = [("splat mcmc", row(0.05, 25.0)), ("opensplat", row(0.4, 17.5)),
+            ("splat mcmc at opensplat's count", row(0.04, 24.0))]
+    assert speed_lines(rows) == ["speed: 8.0x at +7.50 dB (splat mcmc against opensplat)",
+                                 "speed: 10.0x at +6.50 dB (splat mcmc at opensplat's count against opensplat)"]
+    # without a peer, the other rows against the first
+    assert speed_lines(rows[:1] + [("splat mcmc v", row(0.1, 24.0))]) == [
+        "speed: 0.5x at -1.00 dB (splat mcmc v against splat mcmc)"]

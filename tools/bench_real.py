@@ -13,6 +13,10 @@ the Gaussian count at the end, peak RSS of its process and the held-out PSNR / S
 runs from their scene.ply, OpenSplat from the PLY it writes (trained with ``--keep-crs``, so
 it is in the capture's own frame, rendered with the capture's cameras).
 
+With a peer, this checkout trains once more right after it with ``--cap`` set to the peer's
+final Gaussian count: the time per step at its count and at ours, as two rows. The speed
+lines compare each of our rows with the peer's.
+
 For this checkout the step time is also printed along the run (from metrics.jsonl) against
 the Gaussian count and the tile pairs per pixel, so a slow phase shows where it is.
 
@@ -135,6 +139,15 @@ def train_opensplat(binary: str, out: Path, args) -> dict:
             "gaussians": len(store), "psnr": psnr, "ssim": ssim, "peak_rss_mb": rss}
 
 
+def speed_lines(rows: list[tuple[str, dict]]) -> list[str]:
+    """How many times faster per step each of our rows is than the peer's (or, without a peer,
+    than the first row), with the held-out PSNR difference."""
+    peers = [r for name, r in rows if not name.startswith("splat")]
+    ref_name, ref = ("opensplat", peers[0]) if peers else rows[0]
+    return [f"speed: {ref['seconds_per_step'] / r['seconds_per_step']:.1f}x at {r['psnr'] - ref['psnr']:+.2f} dB "
+            f"({name} against {ref_name})" for name, r in rows if name.startswith("splat") and r is not ref]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -179,16 +192,18 @@ def main() -> int:
         for k, (name, extra) in enumerate(variants):
             rows.append((f"splat {args.strategy} {name}", train_ours(ROOT, base / f"variant{k}", args, extra)))
         if binary:
-            rows.append(("opensplat", train_opensplat(binary, base / "opensplat", args)))
+            peer = train_opensplat(binary, base / "opensplat", args)
+            rows.append(("opensplat", peer))
+            rows.append((f"splat {args.strategy} at opensplat's count",
+                         train_ours(ROOT, base / "at_peer_count", args, ["--cap", str(peer["gaussians"])])))
     print(f"\n{args.data.name}, {args.steps} steps, downscale {args.downscale}, backend {args.backend}, "
           f"{os.cpu_count()} cores")
     print(f"{'system':<28} {'s/step':>8} {'gaussians':>10} {'PSNR':>7} {'SSIM':>7} {'peak RSS MB':>12}")
     for name, r in rows:
         print(f"{name:<28} {r['seconds_per_step']:>8.4f} {r['gaussians']:>10} {r['psnr']:>7.2f} {r['ssim']:>7.4f} "
               f"{r['peak_rss_mb']:>12.0f}")
-    if len(rows) > 1:
-        print(f"speed: {rows[-1][1]['seconds_per_step'] / rows[0][1]['seconds_per_step']:.1f}x "
-              f"({rows[0][0]} against {rows[-1][0]})")
+    for line in speed_lines(rows):
+        print(line)
     for name, r in rows:
         print(json.dumps({"system": name, "steps": r["steps"], "seconds_per_step": round(r["seconds_per_step"], 4),
                           "gaussians": r["gaussians"], "psnr": round(r["psnr"], 3), "ssim": round(r["ssim"], 4),
