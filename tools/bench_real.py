@@ -198,9 +198,10 @@ def main() -> int:
                          train_ours(ROOT, base / "at_peer_count", args, ["--cap", str(peer["gaussians"])])))
     print(f"\n{args.data.name}, {args.steps} steps, downscale {args.downscale}, backend {args.backend}, "
           f"{os.cpu_count()} cores")
-    print(f"{'system':<28} {'s/step':>8} {'gaussians':>10} {'PSNR':>7} {'SSIM':>7} {'peak RSS MB':>12}")
+    width = max(len(name) for name, _ in rows)
+    print(f"{'system':<{width}} {'s/step':>8} {'gaussians':>10} {'PSNR':>7} {'SSIM':>7} {'peak RSS MB':>12}")
     for name, r in rows:
-        print(f"{name:<28} {r['seconds_per_step']:>8.4f} {r['gaussians']:>10} {r['psnr']:>7.2f} {r['ssim']:>7.4f} "
+        print(f"{name:<{width}} {r['seconds_per_step']:>8.4f} {r['gaussians']:>10} {r['psnr']:>7.2f} {r['ssim']:>7.4f} "
               f"{r['peak_rss_mb']:>12.0f}")
     for line in speed_lines(rows):
         print(line)
