@@ -142,8 +142,8 @@ def train_opensplat(binary: str, out: Path, args) -> dict:
 def speed_lines(rows: list[tuple[str, dict]]) -> list[str]:
     """How many times faster per step each of our rows is than the peer's (or, without a peer,
     than the first row), with the held-out PSNR difference."""
-    peers = [r for name, r in rows if not name.startswith("splat")]
-    ref_name, ref = ("opensplat", peers[0]) if peers else rows[0]
+    peers = [(name, r) for name, r in rows if not name.startswith("splat")]
+    ref_name, ref = peers[0] if peers else rows[0]
     return [f"speed: {ref['seconds_per_step'] / r['seconds_per_step']:.1f}x at {r['psnr'] - ref['psnr']:+.2f} dB "
             f"({name} against {ref_name})" for name, r in rows if name.startswith("splat") and r is not ref]
 
