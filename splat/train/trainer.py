@@ -421,8 +421,10 @@ class Trainer:
     def check_finite(self) -> None:
         """Stop with a one-line error if any parameter holds NaN or Inf."""
         for name, p in self.adam.params.items():
+            if p.numel() == 0:
+                continue
             # min and max in one pass (NaN reaches both) where isfinite(p).all() takes four
-            lo, hi = torch.aminmax(p.detach()) if p.numel() else (torch.zeros(()), torch.zeros(()))
+            lo, hi = torch.aminmax(p.detach())
             if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
                 self._diverged(f"parameter '{name}' has non-finite values", self.step)
 
